@@ -1,0 +1,3 @@
+from segfuse.cli import entry_point
+
+entry_point()
