@@ -1,0 +1,168 @@
+"""Confusion matrix of class maps: the counts behind every semantic score (the update step).
+
+Convention:
+    Rows are the ground truth, columns the prediction: ``confusion[t, p]`` counts the
+    valid pixels of true class ``t`` predicted as ``p``. A pixel is ignored (counted
+    nowhere) when its *target* equals ``ignore_index``; the prediction at an ignored
+    pixel may hold any value. At every other pixel the target and the prediction must
+    lie in ``[0, num_classes)``, otherwise a ValueError names the bad values. Scores
+    ``(N, C, *S)`` are reduced to a class map by argmax over C (first maximum wins).
+    Counts are exact int64, computed as a bincount of ``target * C + pred`` (no one-hot).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from segfuse._validate import (
+    FLOAT_DTYPES,
+    INTEGER_DTYPES,
+    check_label_tensor,
+    check_labels_in_range,
+    check_num_classes,
+    check_tensor,
+)
+
+
+def ignored_pixels(target: torch.Tensor, ignore_index) -> torch.Tensor | None:
+    """Boolean mask of the pixels whose target equals ``ignore_index``, or None when none can.
+
+    None also when ``ignore_index`` does not fit the target's dtype (e.g. -1 for uint8,
+    which a plain ``==`` would wrap to 255).
+    """
+    ignore_index = representable_ignore_index(target, ignore_index)
+    return None if ignore_index is None else target == ignore_index
+
+
+def representable_ignore_index(target: torch.Tensor, ignore_index):
+    """``ignore_index`` if some value of ``target``'s dtype can equal it, else None."""
+    if ignore_index is None or target.dtype == torch.bool:
+        return None
+    info = torch.iinfo(target.dtype)
+    return ignore_index if info.min <= ignore_index <= info.max else None
+
+
+def check_class_map_inputs(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> None:
+    """Shapes and dtypes: ``pred`` a class map like ``target`` or scores ``(N, C, *S)``."""
+    check_tensor("pred", pred)
+    check_label_tensor("target", target)
+    if pred.dtype in FLOAT_DTYPES:
+        expected = (target.shape[0], num_classes, *target.shape[1:]) if target.dim() else None
+        if tuple(pred.shape) != expected:
+            raise ValueError(
+                f"pred holding scores must have shape (N, C, *S) = {expected} for target "
+                f"{tuple(target.shape)} and num_classes={num_classes}, got {tuple(pred.shape)}"
+            )
+    elif pred.dtype in INTEGER_DTYPES:
+        if pred.shape != target.shape:
+            raise ValueError(
+                f"pred (a class map) and target must have the same shape, "
+                f"got {tuple(pred.shape)} and {tuple(target.shape)}"
+            )
+    else:
+        raise TypeError(f"pred must be an integer class map or floating scores (N, C, *S), got {pred.dtype}")
+
+
+def _check_pred_range(pred: torch.Tensor, num_classes: int, ignored: torch.Tensor | None) -> None:
+    low, high = torch.aminmax(pred)
+    if int(low) >= 0 and int(high) < num_classes:
+        return
+    bad = (pred < 0) | (pred >= num_classes)
+    if ignored is not None:
+        bad &= ~ignored
+    if bool(bad.any()):
+        values = torch.unique(pred[bad])[:5].tolist()
+        raise ValueError(f"pred must hold labels in [0, {num_classes}) at non-ignored pixels, got {values}")
+
+
+def check_label_ranges(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index=None) -> None:
+    """Target labels in ``[0, C)`` or ``ignore_index``; predictions in ``[0, C)`` where not ignored."""
+    if target.numel() == 0:
+        return
+    low, high = torch.aminmax(target)
+    if int(low) < 0 or int(high) >= num_classes:
+        check_labels_in_range("target", target, num_classes, representable_ignore_index(target, ignore_index))
+    _check_pred_range(pred, num_classes, ignored_pixels(target, ignore_index))
+
+
+def as_class_map(pred: torch.Tensor) -> torch.Tensor:
+    """Scores ``(N, C, *S)`` to their argmax class map ``(N, *S)``; a class map unchanged."""
+    return pred.argmax(dim=1) if pred.dtype in FLOAT_DTYPES else pred
+
+
+def _count(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index) -> torch.Tensor:
+    """Bincount of ``target * C + pred``; ignored pixels go to one extra bin that is dropped."""
+    size = num_classes * num_classes
+    code_dtype = torch.int32 if size < 2**31 - 1 else torch.int64
+    code = target.reshape(-1).to(code_dtype) * num_classes + pred.reshape(-1).to(code_dtype)
+    ignored = ignored_pixels(target, ignore_index)
+    if ignored is not None:
+        code = code.masked_fill(ignored.reshape(-1), size)
+    counts = torch.bincount(code, minlength=size + 1)[:size]
+    return counts.reshape(num_classes, num_classes)
+
+
+def _confusion_update(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    num_classes: int,
+    ignore_index=None,
+    per_image: bool = False,
+    validate_args: bool = True,
+) -> torch.Tensor:
+    """Counts ``(C, C)``, or one matrix per image ``(N, C, C)`` when ``per_image``."""
+    check_num_classes(num_classes)
+    check_class_map_inputs(pred, target, num_classes)
+    pred = as_class_map(pred)
+    if validate_args:
+        check_label_ranges(pred, target, num_classes, ignore_index)
+    if not per_image:
+        return _count(pred, target, num_classes, ignore_index)
+    if target.dim() == 0:
+        raise ValueError("target must have shape (N, *S) with a batch dim for per-image counts, got ()")
+    matrices = [_count(pred[i], target[i], num_classes, ignore_index) for i in range(target.shape[0])]
+    if not matrices:
+        return torch.zeros(0, num_classes, num_classes, dtype=torch.int64, device=target.device)
+    return torch.stack(matrices)
+
+
+def confusion_matrix(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    num_classes: int,
+    ignore_index: int | None = None,
+    validate_args: bool = True,
+) -> torch.Tensor:
+    """Confusion matrix of a prediction against the ground truth.
+
+    Convention: rows = ground truth, columns = prediction; pixels whose target equals
+    ``ignore_index`` are left out (equal to ``sklearn.metrics.confusion_matrix`` on the
+    remaining pixels); other labels outside ``[0, C)`` raise ValueError; scores are argmaxed.
+
+    Args:
+        pred: class map with ``target``'s shape (any integer dtype), or scores ``(N, C, *S)``.
+        target: integer class map ``(N, *S)`` (or any shape), labels in ``[0, C)`` or ``ignore_index``.
+        num_classes: C.
+        ignore_index: target label to skip, or None.
+        validate_args: check label ranges (a device sync); False trusts the input.
+
+    Returns:
+        int64 tensor ``(C, C)`` on the input's device.
+
+    Example:
+        >>> confusion_matrix(torch.tensor([0, 1, 1]), torch.tensor([0, 0, 1]), num_classes=2)
+        tensor([[1, 1],
+                [0, 1]])
+    """
+    return _confusion_update(pred, target, num_classes, ignore_index, validate_args=validate_args)
+
+
+def per_image_confusion_matrix(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    num_classes: int,
+    ignore_index: int | None = None,
+    validate_args: bool = True,
+) -> torch.Tensor:
+    """One confusion matrix per image of the batch: int64 ``(N, C, C)``; see :func:`confusion_matrix`."""
+    return _confusion_update(pred, target, num_classes, ignore_index, per_image=True, validate_args=validate_args)
