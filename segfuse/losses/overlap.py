@@ -126,7 +126,9 @@ def score_to_loss(score: Tensor, *, gamma: float = 1.0, log_loss: bool = False) 
     loss = -torch.log(score.clamp_min(tiny)) if log_loss else 1 - score
     if gamma == 1:
         return loss
-    return loss.clamp_min(tiny) ** gamma
+    if gamma == 0:
+        return torch.ones_like(loss)
+    return torch.where(loss > 0, loss.clamp_min(tiny) ** gamma, 0.0)
 
 
 def fbeta_loss(input: Tensor, target: Tensor, beta: float = 1.0, **kwargs) -> Tensor:

@@ -1,0 +1,161 @@
+"""Dice, F-beta, Tversky, Jaccard and generalized Dice against MONAI and the seeds."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import segfuse
+import segfuse.functional as SF
+from tests.losses.helpers import make_inputs
+
+monai_losses = pytest.importorskip("monai.losses")
+
+
+def onehot_monai_args(per_image):
+    return dict(softmax=True, to_onehot_y=True, batch=not per_image)
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize("spatial", [(6, 7), (3, 4, 5)])
+@pytest.mark.parametrize("include_background", [True, False])
+def test_dice_equals_monai(per_image, spatial, include_background):
+    logits, labels = make_inputs("multiclass", n=3, c=5, spatial=spatial)
+    expected = monai_losses.DiceLoss(**onehot_monai_args(per_image), include_background=include_background)(
+        logits, labels.unsqueeze(1))
+    actual = SF.dice_loss(logits, labels, per_image=per_image, include_background=include_background)
+    torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+def test_dice_squared_and_sigmoid_equal_monai(per_image):
+    logits, labels = make_inputs("multiclass", n=2, c=3)
+    expected = monai_losses.DiceLoss(**onehot_monai_args(per_image), squared_pred=True)(logits, labels.unsqueeze(1))
+    torch.testing.assert_close(SF.dice_loss(logits, labels, per_image=per_image, squared=True), expected)
+    logits, target = make_inputs("multilabel", n=2, c=3)
+    expected = monai_losses.DiceLoss(sigmoid=True, batch=not per_image)(logits, target.double())
+    torch.testing.assert_close(SF.dice_loss(logits, target, mode="multilabel", per_image=per_image), expected)
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+def test_jaccard_equals_monai_with_doubled_smoothing(per_image):
+    # MONAI's Jaccard is (2 tp + s') / (2 (ps + gs - tp) + s'): ours with s = s' / 2.
+    logits, labels = make_inputs("multiclass", n=3, c=4)
+    expected = monai_losses.DiceLoss(**onehot_monai_args(per_image), jaccard=True, smooth_nr=0.2, smooth_dr=0.2)(
+        logits, labels.unsqueeze(1))
+    torch.testing.assert_close(SF.jaccard_loss(logits, labels, per_image=per_image, smooth=0.1), expected)
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize("alpha,beta", [(0.5, 0.5), (0.3, 0.7), (0.9, 0.1)])
+def test_tversky_equals_monai(per_image, alpha, beta):
+    logits, labels = make_inputs("multiclass", n=2, c=4, spatial=(5, 6, 3))
+    expected = monai_losses.TverskyLoss(**onehot_monai_args(per_image), alpha=alpha, beta=beta)(
+        logits, labels.unsqueeze(1))
+    torch.testing.assert_close(SF.tversky_loss(logits, labels, alpha=alpha, beta=beta, per_image=per_image), expected)
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+@pytest.mark.parametrize("weight_type", ["square", "simple", "uniform"])
+def test_generalized_dice_equals_monai(per_image, weight_type):
+    logits, labels = make_inputs("multiclass", n=3, c=5)
+    labels[labels == 2] = 1  # an absent class exercises the infinite-weight convention
+    labels[0][labels[0] == 3] = 0  # absent from one image only
+    expected = monai_losses.GeneralizedDiceLoss(**onehot_monai_args(per_image), w_type=weight_type)(
+        logits, labels.unsqueeze(1))
+    actual = SF.generalized_dice_loss(logits, labels, weight_type=weight_type, per_image=per_image)
+    # MONAI computes its class weights in float32: agreement to float32 precision.
+    torch.testing.assert_close(actual, expected, rtol=1e-6, atol=1e-7)
+
+
+def seed_dice_loss(inputs, target_onehot_with_border, beta=1, smooth=1e-5):
+    """Seed 000/001 Dice_loss: inputs (n, c, h, w) logits, target (n, h, w, c + 1) one-hot."""
+    n, c, h, w = inputs.size()
+    temp_inputs = torch.softmax(inputs.transpose(1, 2).transpose(2, 3).contiguous().view(n, -1, c), -1)
+    temp_target = target_onehot_with_border.view(n, -1, c + 1)
+    tp = torch.sum(temp_target[..., :-1] * temp_inputs, axis=[0, 1])
+    fp = torch.sum(temp_inputs, axis=[0, 1]) - tp
+    fn = torch.sum(temp_target[..., :-1], axis=[0, 1]) - tp
+    score = ((1 + beta**2) * tp + smooth) / ((1 + beta**2) * tp + beta**2 * fn + fp + smooth)
+    return 1 - torch.mean(score)
+
+
+@pytest.mark.parametrize("beta", [1.0, 0.5, 2.0])
+def test_fbeta_equals_seed_formula(beta):
+    logits, labels = make_inputs("multiclass", n=2, c=4)
+    onehot = F.one_hot(labels, 5).double()  # the seed's extra "border" channel stays empty
+    expected = seed_dice_loss(logits, onehot, beta=beta)
+    torch.testing.assert_close(SF.fbeta_loss(logits, labels, beta=beta), expected)
+    if beta == 1.0:
+        torch.testing.assert_close(SF.dice_loss(logits, labels), expected)
+
+
+def test_dense_onehot_target_equals_class_map():
+    logits, labels = make_inputs("multiclass", n=2, c=4)
+    onehot = F.one_hot(labels, 4).movedim(-1, 1)
+    for per_image in (False, True):
+        torch.testing.assert_close(SF.dice_loss(logits, onehot, per_image=per_image),
+                                   SF.dice_loss(logits, labels, per_image=per_image))
+
+
+def test_convention_dice_smoothing_and_absent_classes():
+    """Pins the Convention of overlap_loss: s in numerator and denominator, absent classes."""
+    logits = torch.full((1, 3, 2, 2), -30.0, dtype=torch.float64)
+    logits[:, 0] = 30.0  # predicts class 0 everywhere
+    labels = torch.zeros(1, 2, 2, dtype=torch.long)
+    losses = SF.dice_loss(logits, labels, reduction="none", smooth=1e-5)
+    # class 0 perfect -> ~0; classes 1, 2 absent from target and prediction -> score s/(~0 + s) ~ 1, loss ~ 0
+    assert losses[0] < 1e-6 and losses[1] < 1e-3 and losses[2] < 1e-3
+    logits[:, 1] = 30.0  # now class 1 is predicted (tied with class 0) but absent from the target
+    losses = SF.dice_loss(logits, labels, reduction="none")
+    assert losses[1] > 0.99
+    skipped = SF.dice_loss(logits, labels, skip_absent=True)
+    torch.testing.assert_close(skipped, losses[0])
+
+
+def test_convention_class_weights_are_a_weighted_mean():
+    logits, labels = make_inputs("multiclass", n=2, c=3)
+    per_class = SF.dice_loss(logits, labels, reduction="none")
+    weights = torch.tensor([1.0, 2.0, 5.0], dtype=torch.float64)
+    expected = (weights * per_class).sum() / weights.sum()
+    torch.testing.assert_close(SF.dice_loss(logits, labels, class_weights=weights.tolist()), expected)
+
+
+def test_log_loss_and_focal_tversky():
+    logits, labels = make_inputs("multiclass", n=2, c=3)
+    per_class = SF.tversky_loss(logits, labels, reduction="none")
+    torch.testing.assert_close(SF.tversky_loss(logits, labels, gamma=0.75), (per_class**0.75).mean())
+    dice = SF.dice_loss(logits, labels, reduction="none")
+    torch.testing.assert_close(SF.dice_loss(logits, labels, log_loss=True), (-torch.log(1 - dice)).mean())
+
+
+def test_modules_equal_functions():
+    logits, labels = make_inputs("multiclass", n=2, c=3)
+    pairs = [
+        (segfuse.DiceLoss(per_image=True), SF.dice_loss(logits, labels, per_image=True)),
+        (segfuse.FBetaLoss(beta=2.0), SF.fbeta_loss(logits, labels, beta=2.0)),
+        (segfuse.TverskyLoss(alpha=0.2, beta=0.8, gamma=2.0), SF.tversky_loss(logits, labels, 0.2, 0.8, 2.0)),
+        (segfuse.JaccardLoss(smooth=0.5), SF.jaccard_loss(logits, labels, smooth=0.5)),
+        (segfuse.GeneralizedDiceLoss("simple"), SF.generalized_dice_loss(logits, labels, "simple")),
+    ]
+    for module, expected in pairs:
+        torch.testing.assert_close(module(logits, labels), expected)
+
+
+def test_binary_layouts_agree():
+    logits, target = make_inputs("binary", n=2)
+    a = SF.dice_loss(logits, target, mode="binary")
+    b = SF.dice_loss(logits[:, 0], target[:, 0], mode="binary")
+    c = SF.dice_loss(logits, target[:, 0], mode="binary")
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(a, c)
+    expected = monai_losses.DiceLoss(sigmoid=True, batch=True)(logits, target.double())
+    torch.testing.assert_close(a, expected)
+
+
+def test_resize_logits_reproduces_the_seed_interpolation():
+    logits = torch.randn(2, 3, 4, 5, dtype=torch.float64)
+    labels = torch.randint(0, 3, (2, 8, 10))
+    with pytest.raises(ValueError, match=r"\(2, 3, 4, 5\).*\(2, 8, 10\)"):
+        SF.dice_loss(logits, labels)
+    resized = F.interpolate(logits, size=(8, 10), mode="bilinear", align_corners=True)
+    torch.testing.assert_close(SF.dice_loss(logits, labels, resize_logits=True), SF.dice_loss(resized, labels))
