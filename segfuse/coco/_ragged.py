@@ -1,0 +1,55 @@
+"""Index helpers for ragged arrays: many variable-length segments stored flat with offsets.
+
+Convention: segment ``i`` of a flat array occupies ``[offsets[i], offsets[i + 1])``;
+``offsets`` is int64 of length ``n + 1`` starting at 0. Empty segments are allowed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def offsets_from_lengths(lengths: np.ndarray) -> np.ndarray:
+    """(n,) lengths -> (n + 1,) int64 offsets."""
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return offsets
+
+
+def segment_ids(offsets: np.ndarray) -> np.ndarray:
+    """(total,) int64: the segment each flat element belongs to."""
+    lengths = np.diff(offsets)
+    return np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+
+
+def local_index(offsets: np.ndarray) -> np.ndarray:
+    """(total,) int64: each element's position inside its own segment."""
+    lengths = np.diff(offsets)
+    return np.arange(offsets[-1], dtype=np.int64) - np.repeat(offsets[:-1], lengths)
+
+
+def gather_segments(offsets: np.ndarray, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flat element indices of segments ``which`` (in that order) and, per element, its slot in ``which``."""
+    which = np.asarray(which, dtype=np.int64)
+    lengths = offsets[which + 1] - offsets[which]
+    owner = np.repeat(np.arange(len(which), dtype=np.int64), lengths)
+    starts = np.repeat(offsets[which], lengths)
+    within = np.arange(lengths.sum(), dtype=np.int64) - np.repeat(offsets_from_lengths(lengths)[:-1], lengths)
+    return starts + within, owner
+
+
+def segment_sums(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """(n,) sums of each segment of ``values`` (exact for integers, 0 for empty segments)."""
+    cumulative = np.zeros(len(values) + 1, dtype=np.result_type(values.dtype, np.int64))
+    np.cumsum(values, out=cumulative[1:])
+    return cumulative[offsets[1:]] - cumulative[offsets[:-1]]
+
+
+def segmented_cumsum(values: np.ndarray, segment: np.ndarray) -> np.ndarray:
+    """Inclusive cumulative sum that restarts where ``segment`` (sorted ids) changes."""
+    if len(values) == 0:
+        return values.copy()
+    total = np.cumsum(values)
+    first = np.flatnonzero(np.r_[True, segment[1:] != segment[:-1]])
+    base = (total - values)[first]
+    return total - np.repeat(base, np.diff(np.r_[first, len(values)]))

@@ -1,0 +1,148 @@
+"""Masks as runs of set pixels: area, box, union and pairwise intersection for a batch.
+
+Convention: mask i of height h and width w is the union of half-open runs
+``[starts[r], ends[r])`` of column-major pixel indices (``x * h + y``), sorted, disjoint,
+non-empty, for r in ``[offsets[i], offsets[i + 1])``. This is the evaluation's working
+form: the intersection of two masks is the sum over one mask's runs of the other mask's
+coverage, found with one ``searchsorted`` over all pairs at once, so no mask is ever
+decoded to pixels.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from segfuse.coco._counts import Counts
+from segfuse.coco._ragged import gather_segments, local_index, offsets_from_lengths, segment_ids, segment_sums
+
+
+class Runs(NamedTuple):
+    """N masks as runs of 1s: starts, ends (R,) int64; offsets (N + 1,); heights, widths (N,)."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+    offsets: np.ndarray
+    heights: np.ndarray
+    widths: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.heights)
+
+
+def from_counts(counts: Counts) -> Runs:
+    """Runs of the odd-position (set) counts; empty runs are dropped."""
+    local = local_index(counts.offsets)
+    ends = np.cumsum(counts.counts)
+    owner = segment_ids(counts.offsets)
+    base = np.zeros(len(counts), dtype=np.int64)
+    nonempty = np.diff(counts.offsets) > 0
+    base[nonempty] = (ends - counts.counts)[counts.offsets[:-1][nonempty]]
+    keep = (local % 2 == 1) & (counts.counts > 0)
+    run_ends = ends[keep] - base[owner[keep]]
+    offsets = offsets_from_lengths(np.bincount(owner[keep], minlength=len(counts)))
+    return Runs(run_ends - counts.counts[keep], run_ends, offsets, counts.heights, counts.widths)
+
+
+def to_counts(runs: Runs) -> Counts:
+    """Canonical counts: alternating 0-run, 1-run, ..., no empty run except a leading 0."""
+    n_runs = np.diff(runs.offsets)
+    total = runs.heights * runs.widths
+    owner = segment_ids(runs.offsets)
+    last_end = np.zeros(len(runs), dtype=np.int64)
+    has = n_runs > 0
+    last_end[has] = runs.ends[runs.offsets[1:][has] - 1]
+    tail = (~has) | (last_end < total)
+    per_mask = 2 * n_runs + tail
+    offsets = offsets_from_lengths(per_mask)
+    out = np.zeros(offsets[-1], dtype=np.int64)
+    slot = offsets[owner] + 2 * local_index(runs.offsets)
+    previous_end = np.zeros(len(runs.starts), dtype=np.int64)
+    previous_end[1:] = runs.ends[:-1]
+    previous_end[runs.offsets[:-1][has]] = 0
+    out[slot] = runs.starts - previous_end
+    out[slot + 1] = runs.ends - runs.starts
+    out[offsets[1:][tail] - 1] = (total - last_end)[tail]
+    return Counts(out, offsets, runs.heights, runs.widths)
+
+
+def areas(runs: Runs) -> np.ndarray:
+    """(N,) int64 number of set pixels."""
+    return segment_sums(runs.ends - runs.starts, runs.offsets)
+
+
+def boxes(runs: Runs) -> np.ndarray:
+    """(N, 4) float64 tight [x, y, w, h] boxes (a run crossing columns spans all rows, as in
+    pycocotools); [0, 0, 0, 0] for an empty mask."""
+    out = np.zeros((len(runs), 4), dtype=np.float64)
+    has = np.diff(runs.offsets) > 0
+    if not has.any():
+        return out
+    owner = segment_ids(runs.offsets)
+    h = runs.heights[owner]
+    x0, y0 = np.divmod(runs.starts, h)
+    x1, y1 = np.divmod(runs.ends - 1, h)
+    crossing = x1 > x0
+    y0 = np.where(crossing, 0, y0)
+    y1 = np.where(crossing, h - 1, y1)
+    first = runs.offsets[:-1][has]
+    xs, xe = np.minimum.reduceat(x0, first), np.maximum.reduceat(x1, first)
+    ys, ye = np.minimum.reduceat(y0, first), np.maximum.reduceat(y1, first)
+    out[has] = np.stack([xs, ys, xe - xs + 1, ye - ys + 1], axis=1)
+    return out
+
+
+def union(runs: Runs, group: np.ndarray, heights: np.ndarray, widths: np.ndarray) -> Runs:
+    """Union of the masks of each group (``group`` (N,) sorted ids in [0, G)); masks of a group
+    share the group's (h, w). Adjacent runs merge, so the result is canonical."""
+    n_groups = len(heights)
+    block = offsets_from_lengths(heights * widths + 1)[:-1]
+    mask_owner = segment_ids(runs.offsets)
+    shift = block[group[mask_owner]]
+    starts, ends = runs.starts + shift, runs.ends + shift
+    order = np.argsort(starts, kind="stable")
+    starts, ends = starts[order], ends[order]
+    reach = np.maximum.accumulate(ends) if len(ends) else ends
+    new = np.ones(len(starts), dtype=bool)
+    if len(starts):
+        new[1:] = starts[1:] > reach[:-1]
+    first = np.flatnonzero(new)
+    last = np.append(first[1:], len(starts))[: len(first)] - 1
+    merged_group = np.searchsorted(block, starts[first], side="right") - 1
+    offsets = offsets_from_lengths(np.bincount(merged_group, minlength=n_groups))
+    shift = block[merged_group]
+    return Runs(starts[first] - shift, reach[last] - shift, offsets, heights, widths)
+
+
+def pair_intersections(a: Runs, ia: np.ndarray, b: Runs, ib: np.ndarray) -> np.ndarray:
+    """(P,) int64 |A[ia[p]] & B[ib[p]]| for P pairs of masks of equal size.
+
+    Each pair is walked over the runs of whichever mask has fewer of them.
+    """
+    out = np.zeros(len(ia), dtype=np.int64)
+    walk_b = np.diff(b.offsets)[ib] <= np.diff(a.offsets)[ia]
+    out[walk_b] = _covered(a, ia[walk_b], b, ib[walk_b])
+    out[~walk_b] = _covered(b, ib[~walk_b], a, ia[~walk_b])
+    return out
+
+
+def _covered(ref: Runs, iref: np.ndarray, walk: Runs, iwalk: np.ndarray) -> np.ndarray:
+    """Sum over the runs of walk[iwalk[p]] of the pixels ref[iref[p]] sets inside them."""
+    if not len(iref):
+        return np.zeros(0, dtype=np.int64)
+    block = offsets_from_lengths(ref.heights * ref.widths + 1)[:-1]
+    owner = segment_ids(ref.offsets)
+    lengths = ref.ends - ref.starts
+    starts = np.r_[-1, ref.starts + block[owner]]
+    lengths = np.r_[0, lengths]
+    before = np.cumsum(lengths) - lengths
+    runs, pair = gather_segments(walk.offsets, iwalk)
+    shift = block[iref[pair]]
+
+    def coverage(position):
+        k = np.searchsorted(starts, position, side="right") - 1
+        return before[k] + np.minimum(position - starts[k], lengths[k])
+
+    inside = coverage(walk.ends[runs] + shift) - coverage(walk.starts[runs] + shift)
+    return np.bincount(pair, weights=inside, minlength=len(iref)).astype(np.int64)
