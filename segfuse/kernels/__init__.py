@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -77,7 +77,7 @@ def fused_multiclass_terms(
     """The fused twin of :func:`segfuse._stats.multiclass_terms_reference` (same values and
     gradients w.r.t. ``logits``): one kernel pass forward, one backward."""
     from segfuse import _stats
-    from segfuse.kernels import _launch, multiclass
+    from segfuse.kernels import _launch, multiclass  # noqa: F401  (registers the custom ops)
 
     if labels.dtype not in LABEL_DTYPES:
         raise TypeError(f"labels must have an integer dtype, got {labels.dtype}")
@@ -105,6 +105,57 @@ def fused_binary_available(logits: Tensor, target: Optional[Tensor] = None, *, s
     return logits.numel() > 0 and _device_eligible(logits)
 
 
+class BinaryTerms(NamedTuple):
+    """What one pass over sigmoid logits and a dense target produces (see
+    :func:`fused_binary_terms`): statistics (or None), the summed BCE and focal element
+    losses over valid entries (or None), and the valid count; sums are (N,) with
+    ``per_image``, else 0-d."""
+
+    stats: Optional[object]
+    bce_sum: Optional[Tensor]
+    focal_sum: Optional[Tensor]
+    count: Tensor
+
+
+def fused_binary_terms(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    ignore_index: Optional[int] = None,
+    per_image: bool = False,
+    want_stats: bool = True,
+    want_bce: bool = False,
+    focal_gamma: Optional[float] = None,
+    focal_alpha: Optional[float] = None,
+) -> BinaryTerms:
+    """One sigmoid pass over logits (N, C, *S) and a dense target of the same shape.
+
+    ``stats`` equals ``_stats.dense_statistics(torch.sigmoid(x), t, valid=v, per_image=...)``
+    with ``v = target != ignore_index`` and ``t`` the target with 0 at ignored entries;
+    ``bce_sum`` the sum of ``F.binary_cross_entropy_with_logits(x, t, reduction="none")``
+    over valid entries (no weight / pos_weight); ``focal_sum`` the sum of torchvision's
+    sigmoid focal terms (``focal_alpha`` a float or None), as in
+    :func:`segfuse.functional.focal_loss`; ``count`` the number of valid entries. Values and
+    gradients w.r.t. ``logits`` match the torch path; the target gets no gradient.
+    """
+    from segfuse import _stats
+    from segfuse.kernels import _launch, sigmoid  # noqa: F401  (registers the custom ops)
+
+    if target.shape != logits.shape:
+        raise ValueError(f"target must have the logits' shape {tuple(logits.shape)}, got {tuple(target.shape)}")
+    ignore = _launch.wrapped_ignore_index(ignore_index, target.dtype)
+    gamma = None if focal_gamma is None else float(focal_gamma)
+    tp, ps, gs, bce, focal, count = torch.ops.segfuse.sigmoid_forward(
+        logits, target, None if ignore is None else float(ignore), per_image, want_stats, want_bce, gamma,
+        None if focal_alpha is None or gamma is None else float(focal_alpha))
+    return BinaryTerms(
+        stats=_stats.OverlapStatistics(tp, ps, gs) if want_stats else None,
+        bce_sum=bce if want_bce else None,
+        focal_sum=focal if gamma is not None else None,
+        count=count,
+    )
+
+
 def fused_binary_statistics(logits: Tensor, target: Tensor, *, ignore_index: Optional[int] = None,
                             per_image: bool = False):
     """Soft statistics of sigmoid(logits) (N, C, *S) against a dense target of the same shape.
@@ -113,14 +164,7 @@ def fused_binary_statistics(logits: Tensor, target: Tensor, *, ignore_index: Opt
     per_image=per_image)`` with ``v = target != ignore_index`` and ``t`` the target with 0
     at ignored entries. The target may be float (soft), integer or bool.
     """
-    from segfuse import _stats
-    from segfuse.kernels import _launch, sigmoid
-
-    if target.shape != logits.shape:
-        raise ValueError(f"target must have the logits' shape {tuple(logits.shape)}, got {tuple(target.shape)}")
-    tp, ps, gs = torch.ops.segfuse.sigmoid_forward(
-        logits, target, _launch.wrapped_ignore_index(ignore_index, target.dtype), per_image)
-    return _stats.OverlapStatistics(tp, ps, gs)
+    return fused_binary_terms(logits, target, ignore_index=ignore_index, per_image=per_image).stats
 
 
 def fused_confusion_available(pred: Tensor, target: Tensor, num_classes: int) -> bool:
@@ -144,7 +188,7 @@ def fused_confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignor
     the target dtype's range ignores nothing, as in :mod:`segfuse.metrics.confusion`).
     Labels are expected in [0, C) (validated by the caller); other values are dropped.
     """
-    from segfuse.kernels import confusion
+    from segfuse.kernels import confusion  # noqa: F401  (registers the custom op)
 
     if ignore_index is not None and target.dtype != torch.bool:
         info = torch.iinfo(target.dtype)
