@@ -94,6 +94,14 @@ def palette_image(labels: np.ndarray) -> Image.Image:
     return image
 
 
+def save(image: Image.Image, path: Path) -> None:
+    """Save a PNG and check that reading it back gives the same labels."""
+    image.save(path, optimize=True)
+    with Image.open(path) as written:
+        if not np.array_equal(np.array(written), np.array(image)):
+            raise RuntimeError(f"{path}: the PNG does not read back as the labels written")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "segfuse/data/sample")
@@ -107,8 +115,8 @@ def main() -> None:
     for index in range(args.count):
         labels, people = scene(rng)
         name = f"scene_{index:03d}.png"
-        palette_image(void(labels, rng)).save(args.out / "gt" / name, optimize=True)
-        Image.fromarray(predict(labels, people, index, rng), mode="L").save(args.out / "pred" / name, optimize=True)
+        save(palette_image(void(labels, rng)), args.out / "gt" / name)
+        save(Image.fromarray(predict(labels, people, index, rng), mode="L"), args.out / "pred" / name)
     print(f"wrote {args.count} pairs to {args.out}")
 
 

@@ -117,13 +117,10 @@ def _check_pairing(pairing: Pairing, skip_missing: bool, settings: Settings) -> 
         if not pairing.pairs:
             raise InputError(f"{settings.pred}: no prediction pairs with a ground-truth mask in {settings.gt}")
         return
-    if pairing.missing_pred:
-        stem = pairing.missing_pred[0]
-        more = f" (and {len(pairing.missing_pred) - 1} more)" if len(pairing.missing_pred) > 1 else ""
-        raise InputError(f"{settings.gt / stem}: no prediction {stem}.png or {stem}.npy in {settings.pred}{more}")
-    stem = pairing.missing_gt[0]
-    more = f" (and {len(pairing.missing_gt) - 1} more)" if len(pairing.missing_gt) > 1 else ""
-    raise InputError(f"{settings.pred / stem}: no ground truth {stem}.png or {stem}.npy in {settings.gt}{more}")
+    side, files, folder = ("prediction", pairing.missing_pred, settings.pred) if pairing.missing_pred else (
+        "ground truth", pairing.missing_gt, settings.gt)
+    more = f" (and {len(files) - 1} more; --skip-missing skips them)" if len(files) > 1 else ""
+    raise InputError(f"{files[0]}: no {side} with the stem {files[0].stem!r} (.png or .npy) in {folder}{more}")
 
 
 def _count_shard(pairing: Pairing, settings: Settings, args) -> list[PairCounts]:

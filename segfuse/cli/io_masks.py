@@ -34,11 +34,11 @@ class MaskPair:
 
 @dataclass(frozen=True)
 class Pairing:
-    """Matched pairs (sorted by stem) and the stems found on one side only."""
+    """Matched pairs (sorted by stem) and the files found on one side only."""
 
     pairs: list[MaskPair]
-    missing_pred: list[str]
-    missing_gt: list[str]
+    missing_pred: list[Path]
+    missing_gt: list[Path]
 
 
 def list_masks(folder: Path, role: str) -> dict[str, Path]:
@@ -62,7 +62,8 @@ def pair_masks(gt_folder: Path, pred_folder: Path) -> Pairing:
     """Pair the two folders' masks by stem."""
     gt, pred = list_masks(gt_folder, "gt"), list_masks(pred_folder, "pred")
     pairs = [MaskPair(stem, gt[stem], pred[stem]) for stem in sorted(gt.keys() & pred.keys())]
-    return Pairing(pairs, sorted(gt.keys() - pred.keys()), sorted(pred.keys() - gt.keys()))
+    missing_pred = [gt[stem] for stem in sorted(gt.keys() - pred.keys())]
+    return Pairing(pairs, missing_pred, [pred[stem] for stem in sorted(pred.keys() - gt.keys())])
 
 
 def _read_png(path: Path) -> np.ndarray:
