@@ -35,18 +35,25 @@ class Counts(NamedTuple):
         return len(self.heights)
 
 
-def check_totals(counts: Counts, what: str = "RLE") -> None:
-    """Raise ValueError unless every mask's counts sum to h * w and none is negative."""
-    if len(counts.counts) and counts.counts.min() < 0:
-        raise ValueError(f"malformed {what}: negative run length")
+def bad_totals(counts: Counts) -> np.ndarray:
+    """Indices of masks whose counts have a negative entry or do not sum to h * w."""
     totals = segment_sums(counts.counts, counts.offsets)
-    bad = np.flatnonzero(totals != counts.heights * counts.widths)
+    negative = segment_sums((counts.counts < 0).astype(np.int64), counts.offsets) > 0
+    return np.flatnonzero((totals != counts.heights * counts.widths) | negative)
+
+
+def check_totals(counts: Counts, what: str = "RLE") -> None:
+    """Raise ValueError unless every mask's counts are >= 0 and sum to h * w."""
+    bad = bad_totals(counts)
     if len(bad):
         i = int(bad[0])
-        raise ValueError(
-            f"malformed {what} #{i}: counts sum to {int(totals[i])}, expected h*w = "
-            f"{int(counts.heights[i])}*{int(counts.widths[i])} = {int(counts.heights[i] * counts.widths[i])}"
-        )
+        raise ValueError(f"malformed {what} #{i}: {total_message(counts, i)}")
+
+
+def total_message(counts: Counts, i: int) -> str:
+    h, w = int(counts.heights[i]), int(counts.widths[i])
+    own = counts.counts[counts.offsets[i] : counts.offsets[i + 1]]
+    return f"run lengths must be >= 0 and sum to h*w = {h}*{w} = {h * w}, got sum {int(own.sum())}"
 
 
 def decode_strings(strings: Sequence[bytes], heights, widths) -> Counts:
@@ -69,7 +76,7 @@ def decode_strings(strings: Sequence[bytes], heights, widths) -> Counts:
 
 def _decode_values(chars: np.ndarray, value_end: np.ndarray) -> np.ndarray:
     last = np.flatnonzero(value_end)
-    first = np.r_[0, last[:-1] + 1].astype(np.int64)
+    first = np.r_[0, last[:-1] + 1].astype(np.int64)[: len(last)]
     n_chars = last - first + 1
     if len(n_chars) and n_chars.max() > _MAX_CHARS:
         raise ValueError(f"malformed compressed RLE: a count longer than {_MAX_CHARS} characters")

@@ -1,0 +1,119 @@
+"""COCO ``segmentation`` fields -> one mask (Runs) per annotation, as pycocotools' annToRLE.
+
+Convention: a list is polygons (rasterised and united), except that a list whose first
+entry has exactly 4 numbers is a list of [x, y, w, h] boxes (pycocotools' frPyObjects
+rule); a dict with list counts is an uncompressed RLE, with str / bytes counts a compressed
+one. Polygons use the image's (h, w); an RLE must carry the image's size. Anything else is
+a ValueError naming the annotation.
+"""
+
+from __future__ import annotations
+
+from itertools import chain
+from typing import Callable, Sequence
+
+import numpy as np
+
+from segfuse.coco import _counts, _runs
+from segfuse.coco._boxes import box_polygons
+from segfuse.coco._polygon import rasterize
+from segfuse.coco._ragged import gather_segments, offsets_from_lengths
+
+
+def to_runs(segmentations: Sequence, heights: np.ndarray, widths: np.ndarray, name: Callable[[int], str]) -> _runs.Runs:
+    """N segmentation objects of images of size (heights[i], widths[i]) -> Runs of N masks."""
+    polygons, poly_owner, uncompressed, compressed = [], [], [], []
+    for i, segm in enumerate(segmentations):
+        if isinstance(segm, list):
+            shapes = _polygons(segm, name(i))
+            polygons.extend(shapes)
+            poly_owner.extend([i] * len(shapes))
+        elif isinstance(segm, dict) and "counts" in segm and "size" in segm:
+            _check_size(segm["size"], heights[i], widths[i], name(i))
+            (compressed if isinstance(segm["counts"], (str, bytes)) else uncompressed).append(i)
+        else:
+            raise ValueError(f"{name(i)}: segmentation must be polygons or an RLE dict, got {_describe(segm)}")
+    parts = [
+        _polygon_runs(polygons, np.asarray(poly_owner, np.int64), heights, widths),
+        _uncompressed_runs([segmentations[i] for i in uncompressed], uncompressed, heights[uncompressed], widths[uncompressed], name),
+        _compressed_runs([segmentations[i] for i in compressed], compressed, heights[compressed], widths[compressed], name),
+    ]
+    owners = [np.unique(np.asarray(poly_owner, np.int64)), np.asarray(uncompressed, np.int64), np.asarray(compressed, np.int64)]
+    return _assemble(parts, owners, heights, widths)
+
+
+def _polygons(segm: list, name: str) -> list:
+    if not segm:
+        raise ValueError(f"{name}: segmentation is an empty polygon list")
+    try:
+        if len(segm[0]) == 4:
+            boxes = np.asarray(segm, dtype=np.float64).reshape(-1, 4)
+            return [list(p) for p in box_polygons(boxes)]
+        shapes = [list(map(float, p)) for p in segm]
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: polygons must be lists of numbers [x0, y0, x1, y1, ...]") from None
+    if any(len(p) < 2 for p in shapes):
+        raise ValueError(f"{name}: a polygon needs at least one (x, y) point")
+    return shapes
+
+
+def _polygon_runs(polygons, owner, heights, widths) -> _runs.Runs:
+    lengths = np.fromiter((len(p) for p in polygons), dtype=np.int64, count=len(polygons))
+    coords = np.fromiter(chain.from_iterable(polygons), dtype=np.float64, count=int(lengths.sum()))
+    runs = rasterize(coords, offsets_from_lengths(lengths), heights[owner], widths[owner])
+    groups = np.unique(owner)
+    group = np.searchsorted(groups, owner)
+    return _runs.union(runs, group, heights[groups], widths[groups])
+
+
+def _uncompressed_runs(rles, index, heights, widths, name) -> _runs.Runs:
+    for i, rle in zip(index, rles):
+        if not isinstance(rle["counts"], list) or not all(isinstance(c, int) and c >= 0 for c in rle["counts"]):
+            raise ValueError(f"{name(i)}: uncompressed RLE counts must be a list of ints >= 0")
+    lengths = np.fromiter((len(r["counts"]) for r in rles), dtype=np.int64, count=len(rles))
+    flat = np.fromiter(chain.from_iterable(r["counts"] for r in rles), dtype=np.int64, count=int(lengths.sum()))
+    return _checked(_counts.Counts(flat, offsets_from_lengths(lengths), heights, widths), index, name)
+
+
+def _compressed_runs(rles, index, heights, widths, name) -> _runs.Runs:
+    strings = [r["counts"].encode("ascii", "replace") if isinstance(r["counts"], str) else r["counts"] for r in rles]
+    try:
+        counts = _counts.decode_strings(strings, heights, widths)
+    except ValueError:
+        for i, string in zip(index, strings):
+            try:
+                _counts.decode_strings([string], [1], [1])
+            except ValueError as error:
+                raise ValueError(f"{name(i)}: {error}") from None
+        raise
+    return _checked(counts, index, name)
+
+
+def _checked(counts: _counts.Counts, index, name) -> _runs.Runs:
+    bad = _counts.bad_totals(counts)
+    if len(bad):
+        raise ValueError(f"{name(index[bad[0]])}: malformed RLE, {_counts.total_message(counts, int(bad[0]))}")
+    return _runs.from_counts(counts)
+
+
+def _assemble(parts, owners, heights, widths) -> _runs.Runs:
+    """Concatenate Runs parts whose masks belong to annotations ``owners`` into annotation order."""
+    owner = np.concatenate(owners)
+    lengths = np.concatenate([np.diff(p.offsets) for p in parts])
+    starts = np.concatenate([p.starts for p in parts])
+    ends = np.concatenate([p.ends for p in parts])
+    order = np.empty(len(heights), dtype=np.int64)
+    order[owner] = np.arange(len(owner))
+    flat, _ = gather_segments(offsets_from_lengths(lengths), order)
+    return _runs.Runs(starts[flat], ends[flat], offsets_from_lengths(lengths[order]), heights, widths)
+
+
+def _check_size(size, height, width, name: str) -> None:
+    if not isinstance(size, (list, tuple)) or len(size) != 2 or [int(size[0]), int(size[1])] != [int(height), int(width)]:
+        raise ValueError(f"{name}: RLE size {size} does not match its image's [h, w] = [{int(height)}, {int(width)}]")
+
+
+def _describe(value) -> str:
+    if isinstance(value, dict):
+        return f"a dict with keys {sorted(value)}"
+    return type(value).__name__
