@@ -77,16 +77,16 @@ def check_labels_in_range(name: str, labels: torch.Tensor, num_classes: int, ign
     """Every label is in [0, num_classes) or equals ``ignore_index`` (syncs with the device)."""
     if labels.numel() == 0:
         return
-    bad = (labels < 0) | (labels >= num_classes)
-    if ignore_index is not None:
-        bad &= labels != ignore_index
-    if bool(bad.any()):
-        values = torch.unique(labels[bad])[:5].tolist()
-        hint = "" if ignore_index is not None else " (set ignore_index to skip a label)"
-        raise ValueError(
-            f"{name} must hold labels in [0, {num_classes}) or ignore_index={ignore_index}, "
-            f"got {values}{hint}"
-        )
+    checked = labels if ignore_index is None else labels.masked_fill(labels == ignore_index, 0)
+    low, high = torch.aminmax(checked)
+    if int(low) >= 0 and int(high) < num_classes:
+        return
+    bad = (checked < 0) | (checked >= num_classes)
+    values = torch.unique(checked[bad])[:5].tolist()
+    hint = "" if ignore_index is not None else " (set ignore_index to skip a label)"
+    raise ValueError(
+        f"{name} must hold labels in [0, {num_classes}) or ignore_index={ignore_index}, got {values}{hint}"
+    )
 
 
 def check_binary_values(name: str, target: torch.Tensor, ignore_index=None) -> None:

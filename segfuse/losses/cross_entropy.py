@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from segfuse import _stats
+from segfuse import _stats, kernels
 from segfuse._validate import (
     REDUCTIONS,
     check_binary_values,
@@ -61,7 +61,8 @@ def cross_entropy(
                               resize_logits=resize_logits, validate_args=validate_args)
     x, target = prepared.input, prepared.target
     weight = None if weight is None else torch.as_tensor(weight, device=x.device)
-    if prepared.class_map and label_smoothing == 0 and reduction != "none":
+    fused = kernels.fused_multiclass_available(x)
+    if prepared.class_map and label_smoothing == 0 and reduction != "none" and fused:
         terms = _stats.multiclass_terms(x, target, ignore_index=ignore_index, want_stats=False, want_ce=True,
                                         ce_weight=weight)
         loss = terms.ce_sum if reduction == "sum" else _stats.safe_divide(terms.ce_sum, terms.ce_weight)
@@ -74,15 +75,16 @@ def cross_entropy(
                                       reduction=reduction), input)
     labels = target.long()
     torch_ignore = -100 if ignore_index is None else ignore_index
-    pixel = F.cross_entropy(x, labels, weight=weight, ignore_index=torch_ignore, label_smoothing=label_smoothing,
-                            reduction="none")
-    if reduction == "none":
-        return finish(pixel, input)
-    if reduction == "sum":
-        return finish(pixel.sum(), input)
+    per_pixel = reduction == "none"
+    loss = F.cross_entropy(x, labels, weight=weight, ignore_index=torch_ignore, label_smoothing=label_smoothing,
+                           reduction="none" if per_pixel else "sum")
+    if reduction != "mean":
+        return finish(loss, input)
+    if weight is None and ignore_index is None:
+        return finish(loss / labels.numel(), input)
     valid = labels != torch_ignore
     pixel_weight = valid.to(acc) if weight is None else weight[labels.masked_fill(~valid, 0)] * valid
-    return finish(_stats.safe_divide(pixel.sum(), pixel_weight.sum()), input)
+    return finish(_stats.safe_divide(loss, pixel_weight.sum()), input)
 
 
 def binary_cross_entropy_with_logits(

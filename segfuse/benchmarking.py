@@ -1,0 +1,160 @@
+"""Timing and memory of losses, forward + backward, against the installed peers.
+
+Used by ``segfuse bench`` and ``benchmarks/``: medians of repeated runs, peak memory
+of the call (CUDA: the allocator's peak; CPU: the running sum of the profiler's
+allocation events), and each peer measured in the same run on the same inputs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Optional
+
+import torch
+
+import segfuse.functional as SF
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Measurement:
+    loss: str
+    implementation: str
+    median_ms: float
+    peak_mb: float
+    shape: tuple
+    dtype: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_forward_backward(fn: LossFn, logits: torch.Tensor, target: torch.Tensor, repeats: int = 5,
+                          warmup: int = 1) -> float:
+    """Median milliseconds of ``fn(logits, target).backward()``."""
+    times = []
+    for i in range(warmup + repeats):
+        x = logits.detach().requires_grad_(True)
+        _synchronize(logits.device)
+        start = time.perf_counter()
+        fn(x, target).backward()
+        _synchronize(logits.device)
+        if i >= warmup:
+            times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def peak_memory_mb(fn: LossFn, logits: torch.Tensor, target: torch.Tensor) -> float:
+    """Peak extra memory (MiB) of one forward + backward, beyond the inputs."""
+    x = logits.detach().requires_grad_(True)
+    if logits.device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn(x, target).backward()
+        torch.cuda.synchronize()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn(x, target).backward()
+    events = sorted(
+        (event.start_ns(), event.nbytes())
+        for event in prof.profiler.kineto_results.events()
+        if event.name() == "[memory]" and event.device_type() == torch.autograd.DeviceType.CPU
+    )
+    current = peak = 0
+    for _, nbytes in events:
+        current += nbytes
+        peak = max(peak, current)
+    return peak / 2**20
+
+
+def _optional(module: str):
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
+
+def _monai(name: str, **kwargs) -> Optional[LossFn]:
+    losses = _optional("monai.losses")
+    if losses is None:
+        return None
+    loss = getattr(losses, name)(**kwargs)
+    return lambda x, y: loss(x, y.unsqueeze(1))
+
+
+def _kornia(name: str, **kwargs) -> Optional[LossFn]:
+    losses = _optional("kornia.losses")
+    if losses is None:
+        return None
+    fn = getattr(losses, name)
+    return lambda x, y: fn(x, y.long(), **kwargs)
+
+
+ONEHOT = dict(softmax=True, to_onehot_y=True, batch=True)
+
+
+def loss_table() -> dict[str, tuple[LossFn, dict[str, Optional[LossFn]]]]:
+    """Each multiclass segfuse loss with the peers that share its semantics."""
+    torch_ce = lambda x, y: torch.nn.functional.cross_entropy(x, y.long())  # noqa: E731
+    return {
+        "CrossEntropyLoss": (SF.cross_entropy, {"torch": torch_ce}),
+        "DiceLoss": (SF.dice_loss, {"monai": _monai("DiceLoss", **ONEHOT)}),
+        "JaccardLoss": (lambda x, y: SF.jaccard_loss(x, y, smooth=5e-6),
+                        {"monai": _monai("DiceLoss", jaccard=True, **ONEHOT)}),
+        "TverskyLoss": (SF.tversky_loss, {"monai": _monai("TverskyLoss", **ONEHOT)}),
+        "GeneralizedDiceLoss": (SF.generalized_dice_loss, {"monai": _monai("GeneralizedDiceLoss", **ONEHOT)}),
+        "FocalLoss": (SF.focal_loss, {"kornia": _kornia("focal_loss", alpha=1.0, gamma=2.0, reduction="mean")}),
+        "LovaszLoss": (lambda x, y: SF.lovasz_loss(x, y, per_image=True, classes="all"),
+                       {"kornia": _kornia("lovasz_softmax_loss")}),
+        "DiceCELoss": (SF.dice_ce_loss, {"monai": _monai("DiceCELoss", **ONEHOT)}),
+    }
+
+
+def make_inputs(shape, dtype=torch.float32, device="cpu", seed=0):
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    logits = torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
+    target = torch.randint(0, shape[1], (shape[0], *shape[2:]), generator=generator).to(device)
+    return logits, target
+
+
+def run_loss_bench(shape=(4, 21, 256, 256), dtype=torch.float32, device="cpu", repeats=5, losses=None,
+                   memory=True, progress=None) -> list[Measurement]:
+    """Time (and measure) each segfuse loss and its peers on the same inputs."""
+    logits, target = make_inputs(shape, dtype, device)
+    rows = []
+    for name, (ours, peers) in loss_table().items():
+        if losses and name not in losses:
+            continue
+        for implementation, fn in [("segfuse", ours), *peers.items()]:
+            if fn is None:
+                continue
+            if progress:
+                progress(f"{name} / {implementation}")
+            median = time_forward_backward(fn, logits, target, repeats)
+            peak = peak_memory_mb(fn, logits, target) if memory else float("nan")
+            rows.append(Measurement(name, implementation, median, peak, tuple(shape), str(dtype)))
+    return rows
+
+
+def run_memory_bench(shape=(1, 14, 128, 128, 128), device="cpu") -> list[Measurement]:
+    """Peak memory of DiceCELoss against MONAI's on a 3D volume."""
+    logits, target = make_inputs(shape, torch.float32, device)
+    _, peers = loss_table()["DiceCELoss"]
+    rows = []
+    for implementation, fn in [("segfuse", SF.dice_ce_loss), *peers.items()]:
+        if fn is not None:
+            rows.append(Measurement("DiceCELoss", implementation, float("nan"), peak_memory_mb(fn, logits, target),
+                                    tuple(shape), "torch.float32"))
+    return rows

@@ -1,0 +1,112 @@
+"""``segfuse bench``: forward + backward time and peak memory of segfuse's losses and the peers."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+
+import torch
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("bench", help="time segfuse's losses against torch, MONAI and kornia",
+                                   description=__doc__)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--shape", default="4,21,256,256", help="N,C,*S of the logits (default 4,21,256,256)")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement; the median is shown")
+    parser.add_argument("--losses", nargs="*", help="only these losses (e.g. DiceLoss DiceCELoss)")
+    parser.add_argument("--memory-shape", default="1,14,128,128,128",
+                        help="volume for the DiceCELoss peak-memory comparison; 'none' skips it")
+    parser.add_argument("--no-memory", action="store_true", help="skip the per-loss peak memory")
+    parser.add_argument("--json", dest="json_path", help="also write the rows to this JSON file")
+    parser.set_defaults(run=run)
+
+
+def parse_shape(text: str) -> tuple:
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"--shape must be comma-separated integers like 4,21,256,256, got {text!r}") from None
+    if len(shape) < 2 or min(shape) < 1:
+        raise ValueError(f"--shape must be N,C,*S with positive sizes, got {text!r}")
+    return shape
+
+
+def environment() -> dict:
+    info = {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
+            "processor": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    for name in ("monai", "kornia", "triton"):
+        try:
+            info[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name()
+    return info
+
+
+def ratio_rows(rows) -> list[dict]:
+    """Each peer row with the segfuse row of the same loss: speedup = peer time / segfuse time."""
+    ours = {row.loss: row for row in rows if row.implementation == "segfuse"}
+    table = []
+    for row in rows:
+        base = ours[row.loss]
+        table.append({**row.to_dict(), "time_vs_segfuse": row.median_ms / base.median_ms,
+                      "memory_vs_segfuse": row.peak_mb / base.peak_mb if base.peak_mb else float("nan")})
+    return table
+
+
+def print_table(title: str, table: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    out = Table(title=title)
+    for column in ("loss", "implementation", "median ms", "x segfuse time", "peak MiB", "x segfuse memory"):
+        out.add_column(column, justify="left" if column in ("loss", "implementation") else "right")
+    for row in table:
+        out.add_row(row["loss"], row["implementation"], f"{row['median_ms']:.1f}", f"{row['time_vs_segfuse']:.2f}",
+                    f"{row['peak_mb']:.1f}", f"{row['memory_vs_segfuse']:.2f}")
+    Console().print(out)
+
+
+def run(args) -> int:
+    from segfuse import benchmarking
+    from segfuse.cli.errors import fail
+
+    try:
+        shape = parse_shape(args.shape)
+        memory_shape = None if args.memory_shape == "none" else parse_shape(args.memory_shape)
+    except ValueError as error:
+        return fail(str(error))
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            return fail("--device cuda needs a CUDA device; none is available")
+        from segfuse.kernels import bench as cuda_bench
+
+        rows = cuda_bench.run_cuda_bench(shapes=[shape], dtype=getattr(torch, args.dtype), repeats=args.repeats)
+        print(cuda_bench.format_table(rows))
+        return _write_json(args.json_path, {"environment": environment(), "cuda": rows})
+    dtype = getattr(torch, args.dtype)
+    info = environment()
+    print(f"segfuse bench on {args.device}: {info}", file=sys.stderr)
+    rows = benchmarking.run_loss_bench(shape, dtype, args.device, args.repeats, args.losses, memory=not args.no_memory,
+                                       progress=lambda text: print(f"  timing {text}", file=sys.stderr))
+    table = ratio_rows(rows)
+    print_table(f"forward + backward, {args.shape} {args.dtype}, median of {args.repeats}", table)
+    result = {"environment": info, "losses": table}
+    if memory_shape:
+        memory = ratio_rows(benchmarking.run_memory_bench(memory_shape, args.device))
+        for row in memory:
+            row["median_ms"] = row["time_vs_segfuse"] = float("nan")
+        print_table(f"DiceCELoss peak memory, {args.memory_shape} float32", memory)
+        result["memory"] = memory
+    return _write_json(args.json_path, result)
+
+
+def _write_json(path, result) -> int:
+    if path:
+        with open(path, "w") as handle:
+            json.dump(result, handle, indent=2, default=str)
+    return 0
