@@ -27,48 +27,52 @@ def accumulate(tp: np.ndarray, fp: np.ndarray, dt_category: np.ndarray, order: n
         dt_category: (D,) category index; order: (D,) detections sorted by (category,
             -score, image, rank); dt_rank: (D,); scores: (D,).
         n_positive: (K, A) number of non-ignored ground truths.
+
+    The arrays are transposed views of contiguous (M, A, T, R, K) / (M, A, T, K) blocks.
     """
     n_areas, n_thr, _ = tp.shape
     n_cat, n_rec = n_positive.shape[0], len(recall_thresholds)
-    shape = (n_thr, n_rec, n_cat, n_areas, len(max_dets))
-    precision, score_at = np.zeros(shape), np.zeros(shape)
-    recall = np.zeros((n_thr, n_cat, n_areas, len(max_dets)))
+    precision = np.empty((len(max_dets), n_areas, n_thr, n_rec, n_cat))
+    score_at = np.empty_like(precision)
+    recall = np.empty((len(max_dets), n_areas, n_thr, n_cat))
     for m, max_det in enumerate(max_dets):
         chosen = order[dt_rank[order] < max_det]
-        q, s, r = _curves(tp[:, :, chosen], fp[:, :, chosen], dt_category[chosen], scores[chosen], n_positive,
-                          recall_thresholds)
-        precision[..., m], score_at[..., m], recall[..., m] = q, s, r
-    absent = (n_positive == 0)[None, None, :, :, None]
-    precision[np.broadcast_to(absent, shape)] = -1
-    score_at[np.broadcast_to(absent, shape)] = -1
-    recall[np.broadcast_to(absent[:, 0], recall.shape)] = -1
-    return precision, recall, score_at
+        precision[m], score_at[m], recall[m] = _curves(tp[:, :, chosen], fp[:, :, chosen], dt_category[chosen],
+                                                       scores[chosen], n_positive, recall_thresholds)
+    absent = (n_positive == 0).T
+    precision[:, absent[:, None, None, :].repeat(n_thr, 1).repeat(n_rec, 2)] = -1
+    score_at[:, absent[:, None, None, :].repeat(n_thr, 1).repeat(n_rec, 2)] = -1
+    recall[:, absent[:, None, :].repeat(n_thr, 1)] = -1
+    return precision.transpose(2, 3, 4, 1, 0), recall.transpose(2, 3, 1, 0), score_at.transpose(2, 3, 4, 1, 0)
 
 
 def _curves(tp, fp, category, scores, n_positive, recall_thresholds):
-    """One cap: q, s (T, R, K, A) and recall (T, K, A) for detections sorted by category."""
+    """One cap: q, s (A, T, R, K) and recall (A, T, K) for detections sorted by category."""
     n_areas, n_thr, n = tp.shape
     n_cat, n_rec = n_positive.shape[0], len(recall_thresholds)
+    rows = n_areas * n_thr
     offsets = offsets_from_lengths(np.bincount(category, minlength=n_cat))
-    tp_sum, fp_sum = _segment_cumsum(tp, offsets), _segment_cumsum(fp, offsets)
-    positives = np.maximum(n_positive, 1).T[:, None, category]
-    rc = tp_sum / positives
-    pr = _suffix_max(tp_sum / (fp_sum + tp_sum + np.spacing(1)), offsets)
-    segment = (np.arange(n_areas * n_thr)[:, None] * n_cat + category[None, :]).reshape(-1)
-    key = segment * (n_rec + 1) + np.searchsorted(recall_thresholds, rc.reshape(-1), side="right")
-    wanted = np.arange(n_areas * n_thr * n_cat)[:, None] * (n_rec + 1) + np.arange(n_rec)[None, :]
-    first = np.searchsorted(key, wanted.reshape(-1), side="right")
-    hit = first < len(key)
-    hit[hit] = segment[first[hit]] == np.repeat(np.arange(n_areas * n_thr * n_cat), n_rec)[hit]
-    q = np.where(hit, pr.reshape(-1)[np.minimum(first, len(key) - 1)], 0.0) if len(key) else np.zeros(len(first))
-    s = np.where(hit, np.tile(scores, n_areas * n_thr)[np.minimum(first, len(key) - 1)], 0.0) if len(key) else q
-    q = q.reshape(n_areas, n_thr, n_cat, n_rec).transpose(1, 3, 2, 0)
-    s = s.reshape(n_areas, n_thr, n_cat, n_rec).transpose(1, 3, 2, 0)
-    last = offsets[1:] - 1
+    tp_sum = _segment_cumsum(tp.reshape(rows, n), offsets)
+    fp_sum = _segment_cumsum(fp.reshape(rows, n), offsets)
+    positives = np.repeat(np.maximum(n_positive, 1).T[:, None, :], n_thr, axis=1).reshape(rows, n_cat)
+    rc = tp_sum / positives[:, category]
+    envelope = _suffix_max(tp_sum / (fp_sum + tp_sum + np.spacing(1)), offsets)
+    reached = np.searchsorted(recall_thresholds, rc.reshape(-1), side="right").reshape(rows, n)
+    before = np.zeros_like(reached)
+    before[:, 1:] = reached[:, :-1]
+    before[:, offsets[:-1][np.diff(offsets) > 0]] = 0
+    row, col = np.nonzero(reached > before)
+    gain = (reached - before)[row, col]
+    step = np.arange(gain.sum()) - np.repeat(offsets_from_lengths(gain)[:-1], gain)
+    slot = (np.repeat(row * n_rec + before[row, col], gain) + step) * n_cat + np.repeat(category[col], gain)
+    q, s = np.zeros(rows * n_rec * n_cat), np.zeros(rows * n_rec * n_cat)
+    q[slot] = np.repeat(envelope[row, col], gain)
+    s[slot] = np.repeat(scores[col], gain)
+    recall = np.zeros((rows, n_cat))
     has = np.diff(offsets) > 0
-    recall = np.zeros((n_areas, n_thr, n_cat))
-    recall[:, :, has] = rc[:, :, last[has]]
-    return q, s, recall.transpose(1, 2, 0)
+    recall[:, has] = rc[:, offsets[1:][has] - 1]
+    shape = (n_areas, n_thr, n_rec, n_cat)
+    return q.reshape(shape), s.reshape(shape), recall.reshape(n_areas, n_thr, n_cat)
 
 
 def _segment_cumsum(flags: np.ndarray, offsets: np.ndarray) -> np.ndarray:
@@ -82,17 +86,23 @@ def _segment_cumsum(flags: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 def _suffix_max(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Running maximum from the right within each segment of the last axis (exact)."""
+    """(B, n) running maximum from the right within each segment of the last axis (exact).
+
+    Few long segments use a padded (B, S, longest) block; otherwise values are replaced by
+    their rank among all values and offset per segment, so one integer accumulate suffices.
+    """
     lengths = np.diff(offsets)
+    n_rows, n = values.shape
     n_seg, longest = len(lengths), int(lengths.max()) if len(lengths) else 0
-    if n_seg * longest <= 4 * values.shape[-1] + 65536:
-        padded = np.zeros(values.shape[:-1] + (n_seg, longest))
-        owner = np.repeat(np.arange(n_seg), lengths)
-        local = np.arange(values.shape[-1]) - offsets[:-1][owner]
-        padded[..., owner, local] = values
-        padded = np.maximum.accumulate(padded[..., ::-1], axis=-1)[..., ::-1]
-        return padded[..., owner, local]
-    out = np.empty_like(values)
-    for start, stop in zip(offsets[:-1], offsets[1:]):
-        out[..., start:stop] = np.maximum.accumulate(values[..., start:stop][..., ::-1], axis=-1)[..., ::-1]
-    return out
+    owner = np.repeat(np.arange(n_seg), lengths)
+    if n_seg * longest <= 2 * n + 1024:
+        local = np.arange(n) - offsets[:-1][owner]
+        padded = np.zeros((n_rows, n_seg, longest))
+        padded[:, owner, local] = values
+        padded = np.maximum.accumulate(padded[:, :, ::-1], axis=-1)[:, :, ::-1]
+        return padded[:, owner, local]
+    unique, rank = np.unique(values, return_inverse=True)
+    segment = np.arange(n_rows)[:, None] * n_seg + owner[None, :]
+    key = (n_rows * n_seg - 1 - segment) * len(unique) + rank.reshape(n_rows, n)
+    suffix = np.maximum.accumulate(key.reshape(-1)[::-1])[::-1]
+    return unique[suffix % len(unique)].reshape(n_rows, n)

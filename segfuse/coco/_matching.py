@@ -41,7 +41,8 @@ def greedy_match(pairs: Pairs, dt_rank: np.ndarray, gt_ignore: np.ndarray, gt_cr
     slot = problem * n_dt + d
     state = problem * n_gt + g
     rank = dt_rank[d]
-    order = np.lexsort((g, iou, ~gt_ignore[area, g], slot, rank))
+    block = (rank * (n_areas * n_thr * n_dt) + slot) * 2 + ~gt_ignore[area, g]
+    order = np.lexsort((g, iou, block))
     slot, state, g, crowd, rank = slot[order], state[order], g[order], gt_crowd[g[order]], rank[order]
     taken = np.zeros(n_areas * n_thr * n_gt, dtype=bool)
     bounds = np.flatnonzero(np.r_[True, rank[1:] != rank[:-1], True]) if len(rank) else [0]

@@ -45,23 +45,28 @@ def to_runs(segmentations: Sequence, heights: np.ndarray, widths: np.ndarray, na
 def _polygons(segm: list, name: str) -> list:
     if not segm:
         raise ValueError(f"{name}: segmentation is an empty polygon list")
-    try:
-        if len(segm[0]) == 4:
+    if not all(isinstance(p, (list, tuple)) and len(p) >= 2 for p in segm):
+        raise ValueError(f"{name}: polygons must be lists of at least one (x, y) point [x0, y0, x1, y1, ...]")
+    if len(segm[0]) == 4:
+        try:
             boxes = np.asarray(segm, dtype=np.float64).reshape(-1, 4)
-            return [list(p) for p in box_polygons(boxes)]
-        shapes = [list(map(float, p)) for p in segm]
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: polygons must be lists of numbers [x0, y0, x1, y1, ...]") from None
-    if any(len(p) < 2 for p in shapes):
-        raise ValueError(f"{name}: a polygon needs at least one (x, y) point")
-    return shapes
+        except (TypeError, ValueError):
+            raise ValueError(f"{name}: a list whose first entry has 4 numbers must be [x, y, w, h] boxes") from None
+        return [list(p) for p in box_polygons(boxes)]
+    return segm
 
 
 def _polygon_runs(polygons, owner, heights, widths) -> _runs.Runs:
     lengths = np.fromiter((len(p) for p in polygons), dtype=np.int64, count=len(polygons))
-    coords = np.fromiter(chain.from_iterable(polygons), dtype=np.float64, count=int(lengths.sum()))
+    try:
+        coords = np.fromiter(chain.from_iterable(polygons), dtype=np.float64, count=int(lengths.sum()))
+    except (TypeError, ValueError):
+        bad = next(i for i, p in zip(owner, polygons) if not all(isinstance(v, (int, float)) for v in p))
+        raise ValueError(f"annotation #{bad}: polygon coordinates must be numbers") from None
     runs = rasterize(coords, offsets_from_lengths(lengths), heights[owner], widths[owner])
-    groups = np.unique(owner)
+    groups, first, count = np.unique(owner, return_index=True, return_counts=True)
+    if (count == 1).all():
+        return runs
     group = np.searchsorted(groups, owner)
     return _runs.union(runs, group, heights[groups], widths[groups])
 

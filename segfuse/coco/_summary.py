@@ -68,7 +68,10 @@ def _summarize(values, params: EvalParams, ap: int, thr, area: str, cap: int) ->
     mind = [i for i, m in enumerate(params.max_dets) if m == cap]
     if thr is not None:
         values = values[np.where(thr == params.iou_thresholds)[0]]
-    values = values[:, :, :, aind, mind] if ap else values[:, :, aind, mind]
+    if len(aind) == 1 and len(mind) == 1:
+        values = values[..., aind[0], mind[0]]
+    else:
+        values = values[:, :, :, aind, mind] if ap else values[:, :, aind, mind]
     defined = values[values > -1]
     return -1.0 if len(defined) == 0 else float(np.mean(defined))
 
