@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from segfuse import _stats
+from segfuse import _stats, kernels
 from segfuse._validate import (
     MODES,
     REDUCTIONS,
@@ -172,6 +172,8 @@ def soft_statistics(
         x = input.to(acc)
         probs = torch.softmax(x, dim=1) if from_logits else x
         return _stats.dense_statistics(probs, target.to(acc), per_image=per_image, squared=squared)
+    if kernels.fused_binary_available(input, target, squared=squared, from_logits=from_logits):
+        return kernels.fused_binary_statistics(input, target, ignore_index=ignore_index, per_image=per_image)
     probs = _stats.binary_probabilities(input, from_logits)
     valid = binary_valid_mask(target, ignore_index)
     target = target.to(acc) if valid is None else torch.where(valid, target.to(acc), 0)

@@ -1,5 +1,10 @@
 """Lovasz losses (Berman et al. 2018): Lovasz-softmax (multiclass) and Lovasz-hinge
-(binary / multilabel), convex surrogates of the Jaccard index."""
+(binary / multilabel), convex surrogates of the Jaccard index.
+
+Every class (and image, with ``per_image``) is one row of a batched sort: ignored pixels
+are given an error below every real one, so they sort last, where the Lovasz gradient
+is zero, and rows of different valid lengths share one ``torch.sort``.
+"""
 
 from __future__ import annotations
 
@@ -18,44 +23,61 @@ Classes = Union[str, Sequence[int]]
 
 
 def lovasz_grad(gt_sorted: Tensor) -> Tensor:
-    """Gradient of the Lovasz extension of the Jaccard loss w.r.t. sorted errors (P,)."""
-    gts = gt_sorted.sum()
-    intersection = gts - gt_sorted.cumsum(0)
-    union = gts + (1 - gt_sorted).cumsum(0)
+    """Gradient of the Lovasz extension of the Jaccard loss along the last dim.
+
+    ``gt_sorted`` (..., P): foreground indicators in decreasing order of error.
+    """
+    gts = gt_sorted.sum(-1, keepdim=True)
+    intersection = gts - gt_sorted.cumsum(-1)
+    union = gts + (1 - gt_sorted).cumsum(-1)
     jaccard = 1.0 - intersection / union
-    if gt_sorted.numel() > 1:
-        jaccard = torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
-    return jaccard
+    return torch.cat([jaccard[..., :1], jaccard[..., 1:] - jaccard[..., :-1]], dim=-1)
 
 
-def _lovasz_errors(errors: Tensor, foreground: Tensor) -> Tensor:
-    """Lovasz extension: dot(sorted errors, lovasz_grad(foreground in that order))."""
-    errors_sorted, order = torch.sort(errors, descending=True)
-    return torch.dot(errors_sorted, lovasz_grad(foreground[order]))
+def _softmax_rows(probs: Tensor, labels: Tensor, valid: Optional[Tensor], classes: Classes) -> Tensor:
+    """probs (B, C, P), labels (B, P), valid (B, P) -> Lovasz-softmax per row group (B,)."""
+    b, c, _ = probs.shape
+    index = labels if valid is None else labels.masked_fill(~valid, 0)
+    errors = probs.scatter(1, index.unsqueeze(1), 1 - probs.gather(1, index.unsqueeze(1)))
+    if valid is not None:
+        errors = errors.masked_fill(~valid.unsqueeze(1), -1.0)
+    errors_sorted, order = errors.sort(dim=-1, descending=True)
+    owner = labels if valid is None else labels.masked_fill(~valid, -1)
+    sorted_labels = owner.unsqueeze(1).expand(b, c, -1).gather(-1, order)
+    foreground = (sorted_labels == torch.arange(c, device=probs.device).view(1, c, 1)).to(probs.dtype)
+    losses = (errors_sorted * lovasz_grad(foreground)).sum(-1)
+    return _mean_over_classes(losses, foreground.sum(-1), classes, _valid_rows(valid, labels))
 
 
-def _softmax_flat(probs: Tensor, labels: Tensor, classes: Classes) -> Tensor:
-    """probs (C, P) and labels (P,) of valid pixels -> mean over the chosen classes."""
-    if labels.numel() == 0:
-        return probs.sum() * 0.0
-    chosen = range(probs.shape[0]) if isinstance(classes, str) else classes
-    losses = []
-    for c in chosen:
-        foreground = (labels == c).to(probs.dtype)
-        if classes == "present" and not bool(foreground.any()):
-            continue
-        losses.append(_lovasz_errors((foreground - probs[c]).abs(), foreground))
-    return torch.stack(losses).mean() if losses else probs.sum() * 0.0
+def _mean_over_classes(losses: Tensor, class_counts: Tensor, classes: Classes, has_pixels: Tensor) -> Tensor:
+    """(B, C) class losses -> (B,) means over the chosen classes; 0 for rows without pixels."""
+    if classes == "present":
+        chosen = (class_counts > 0).to(losses.dtype)
+    elif classes == "all":
+        chosen = torch.ones_like(losses)
+    else:
+        chosen = torch.zeros_like(losses)
+        chosen[:, list(classes)] = 1.0
+    mean = _stats.safe_divide((losses * chosen).sum(-1), chosen.sum(-1))
+    return torch.where(has_pixels, mean, 0.0)
 
 
-def _hinge_flat(logits: Tensor, labels: Tensor) -> Tensor:
-    """logits (P,) and {0, 1} labels (P,) of valid pixels -> Lovasz hinge."""
-    if labels.numel() == 0:
-        return logits.sum() * 0.0
-    signs = 2.0 * labels - 1.0
-    errors = 1.0 - logits * signs
-    errors_sorted, order = torch.sort(errors, descending=True)
-    return torch.dot(F.relu(errors_sorted), lovasz_grad(labels[order]))
+def _valid_rows(valid: Optional[Tensor], reference: Tensor) -> Tensor:
+    if valid is None:
+        return torch.full(reference.shape[:1], reference.shape[-1] > 0, device=reference.device)
+    return valid.any(-1)
+
+
+def _hinge_rows(logits: Tensor, target: Tensor, valid: Optional[Tensor]) -> Tensor:
+    """logits, {0, 1} target, valid (B, C, P) -> Lovasz hinge per row group, mean over C (B,)."""
+    errors = 1.0 - logits * (2.0 * target - 1.0)
+    if valid is not None:
+        errors = errors.masked_fill(~valid, float("-inf"))
+    errors_sorted, order = errors.sort(dim=-1, descending=True)
+    losses = (F.relu(errors_sorted) * lovasz_grad(target.gather(-1, order))).sum(-1)
+    if valid is not None:
+        losses = torch.where(valid.any(-1), losses, 0.0)
+    return losses.mean(-1)
 
 
 def lovasz_loss(
@@ -84,54 +106,36 @@ def lovasz_loss(
         classes (multiclass) or channels (multilabel). Ignored pixels are removed first;
         an image with no valid pixel contributes 0 to the per-image mean (as in Berman's
         code). kornia's lovasz_softmax_loss is ``per_image=True, classes="all"``.
+
+    Example:
+        >>> logits = torch.randn(2, 3, 8, 8, requires_grad=True)
+        >>> lovasz_loss(logits, torch.randint(0, 3, (2, 8, 8))).backward()
     """
     check_loss_arguments(mode=mode, ignore_index=ignore_index)
     if isinstance(classes, str):
         check_choice("classes", classes, ("present", "all"))
     prepared = prepare_inputs(input, target, mode=mode, ignore_index=ignore_index, resize_logits=resize_logits,
                               validate_args=validate_args)
-    acc = _stats.accumulation_dtype(input.dtype)
-    x, target = prepared.input.to(acc), prepared.target
+    x = _stats.flatten_spatial(prepared.input.to(_stats.accumulation_dtype(input.dtype)), 2)
     if mode == "multiclass":
         if not prepared.class_map:
             raise ValueError(f"Lovasz-softmax expects a class map target (N, *S), got {tuple(target.shape)}")
+        labels = _stats.flatten_spatial(prepared.target, 1).long()
         probs = torch.softmax(x, 1) if from_logits else x
-        per = [_softmax_image(p, t, classes, ignore_index) for p, t in _batches(probs, target, per_image)]
+        if not per_image:
+            probs, labels = probs.transpose(0, 1).reshape(1, x.shape[1], -1), labels.reshape(1, -1)
+        valid = _stats.valid_label_mask(labels, ignore_index)
+        losses = _softmax_rows(probs, labels, valid, classes)
     else:
         if not from_logits:
             raise ValueError("the Lovasz hinge is defined on logits: from_logits must be True in binary / multilabel mode")
-        per = [_hinge_image(p, t, ignore_index) for p, t in _batches(x, target, per_image)]
-    return finish(torch.stack(per).mean(), input)
-
-
-def _batches(x: Tensor, target: Tensor, per_image: bool):
-    """Yield (C, P) scores with their targets, (P,) class maps or (C, P) binary labels."""
-    def flat_target(t: Tensor) -> Tensor:
-        return t.reshape(-1) if t.dim() == x.dim() - 1 - per_image else t.reshape(t.shape[0], -1)
-
-    if per_image:
-        for image, labels in zip(x, target):
-            yield image.reshape(image.shape[0], -1), flat_target(labels)
-    else:
-        channels_first = target.transpose(0, 1) if target.dim() == x.dim() else target
-        yield x.transpose(0, 1).reshape(x.shape[1], -1), flat_target(channels_first)
-
-
-def _softmax_image(probs: Tensor, labels: Tensor, classes: Classes, ignore_index: Optional[int]) -> Tensor:
-    if ignore_index is not None:
-        valid = labels != ignore_index
-        probs, labels = probs[:, valid], labels[valid]
-    return _softmax_flat(probs, labels, classes)
-
-
-def _hinge_image(logits: Tensor, target: Tensor, ignore_index: Optional[int]) -> Tensor:
-    losses = []
-    for channel_logits, channel_target in zip(logits, target):
-        valid = binary_valid_mask(channel_target, ignore_index)
-        if valid is not None:
-            channel_logits, channel_target = channel_logits[valid], channel_target[valid]
-        losses.append(_hinge_flat(channel_logits, channel_target.to(logits.dtype)))
-    return torch.stack(losses).mean()
+        raw = _stats.flatten_spatial(prepared.target, 2)
+        if not per_image:
+            x, raw = x.transpose(0, 1).reshape(1, x.shape[1], -1), raw.transpose(0, 1).reshape(1, x.shape[1], -1)
+        valid = binary_valid_mask(raw, ignore_index)
+        clean = raw.to(x.dtype) if valid is None else torch.where(valid, raw.to(x.dtype), 0.0)
+        losses = _hinge_rows(x, clean, valid)
+    return finish(losses.mean(), input)
 
 
 class LovaszLoss(SegmentationLoss):
