@@ -16,7 +16,6 @@ them and never synchronise with the device.
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import os
 from typing import NamedTuple, Optional
@@ -41,10 +40,12 @@ def _flag(name: str) -> bool:
     return os.environ.get(name, "0") not in ("", "0")
 
 
-@functools.lru_cache(maxsize=None)
+_TRITON_FOUND = importlib.util.find_spec("triton") is not None
+
+
 def triton_available() -> bool:
-    """Whether Triton can be imported (found without importing it)."""
-    return importlib.util.find_spec("triton") is not None
+    """Whether Triton can be imported (found at import of segfuse, without importing it)."""
+    return _TRITON_FOUND
 
 
 def _device_eligible(tensor: Tensor) -> bool:

@@ -1,0 +1,122 @@
+"""Dispatch (segfuse.kernels): when the kernels serve a call, and the whole loss pipeline
+through them (interpreter) against SEGFUSE_DISABLE_KERNELS=1, also under torch.compile."""
+
+import pytest
+import torch
+
+import segfuse
+from segfuse import functional as SF
+from segfuse import kernels
+from tests.kernels.helpers import assert_grads, make_labels, make_logits
+
+
+def test_cpu_tensors_take_the_torch_path_unless_forced(monkeypatch):
+    monkeypatch.delenv("SEGFUSE_FORCE_KERNELS", raising=False)
+    logits = torch.randn(2, 3, 4, 4)
+    assert not kernels.fused_multiclass_available(logits)
+    assert not kernels.fused_binary_available(logits)
+    assert not kernels.fused_confusion_available(logits, torch.zeros(2, 4, 4, dtype=torch.long), 3)
+
+
+def test_forcing_needs_the_interpreter(monkeypatch):
+    monkeypatch.setenv("SEGFUSE_FORCE_KERNELS", "1")
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert not kernels.fused_multiclass_available(torch.randn(2, 3, 4, 4))
+
+
+@pytest.mark.usefixtures("interpreted_kernels")
+def test_unsupported_options_and_inputs_take_the_torch_path(monkeypatch):
+    logits = torch.randn(2, 3, 4, 4)
+    labels = torch.zeros(2, 4, 4, dtype=torch.long)
+    assert kernels.fused_multiclass_available(logits)
+    assert not kernels.fused_multiclass_available(logits, squared=True)
+    assert not kernels.fused_multiclass_available(logits, from_logits=False)
+    assert not kernels.fused_multiclass_available(logits.double())
+    assert not kernels.fused_multiclass_available(torch.randn(1, kernels.MAX_FUSED_CLASSES + 1, 2))
+    assert not kernels.fused_multiclass_available(torch.randn(0, 3, 4))
+    assert not kernels.fused_binary_available(logits, squared=True)
+    assert not kernels.fused_binary_available(logits, from_logits=False)
+    assert not kernels.fused_binary_available(logits, torch.zeros(2, 3, 4, 5))
+    assert kernels.fused_confusion_available(logits, labels, 3)
+    assert kernels.fused_confusion_available(labels, labels, 3)
+    assert not kernels.fused_confusion_available(logits, labels, 4)
+    assert not kernels.fused_confusion_available(labels.float(), labels, 3)
+    monkeypatch.setenv("SEGFUSE_DISABLE_KERNELS", "1")
+    assert not kernels.fused_multiclass_available(logits)
+    assert not kernels.fused_binary_available(logits)
+    assert not kernels.fused_confusion_available(logits, labels, 3)
+
+
+def test_available_does_not_import_the_kernel_modules():
+    """The checks are cheap (no Triton import, no kernel definition, no device work)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, torch, segfuse.kernels as k; x = torch.randn(2, 3, 4);"
+            "assert k.fused_multiclass_available(x) and k.fused_binary_available(x);"
+            "assert k.fused_confusion_available(x, torch.zeros(2, 4, dtype=torch.long), 3);"
+            "assert not [m for m in sys.modules if m.startswith(('segfuse.kernels.multiclass', 'triton'))]")
+    env = dict(os.environ, SEGFUSE_FORCE_KERNELS="1", TRITON_INTERPRET="1", SEGFUSE_DISABLE_KERNELS="0")
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+LOSS_CASES = {
+    "dice_ce": lambda x, y: SF.dice_ce_loss(x, y, ignore_index=255, class_weights=[0.5, 1.0, 2.0, 1.5, 1.0]),
+    "dice_ce_per_image": lambda x, y: SF.dice_ce_loss(x, y, 0.7, 1.3, ignore_index=255, per_image=True,
+                                                      log_loss=True),
+    "dice_focal": lambda x, y: SF.dice_focal_loss(x, y, gamma=2.0, alpha=[0.1, 0.2, 0.3, 0.2, 0.2],
+                                                  ignore_index=255),
+    "focal_gamma_half": lambda x, y: SF.focal_loss(x, y, gamma=0.5, ignore_index=255),
+    "dice_skip_absent": lambda x, y: SF.dice_loss(x, y, ignore_index=255, skip_absent=True),
+    "cross_entropy": lambda x, y: SF.cross_entropy(x, y, ignore_index=255),
+}
+
+
+@pytest.mark.usefixtures("interpreted_kernels")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("name", list(LOSS_CASES))
+def test_losses_through_kernels_match_torch_path(name, dtype, torch_path):
+    loss_fn = LOSS_CASES[name]
+    logits = make_logits((2, 5, 11, 9), dtype)
+    labels = make_labels((2, 11, 9), 5, torch.uint8, ignore_index=255)
+    fused = loss_fn(logits, labels)
+    grad_fused, = torch.autograd.grad(fused * 3.0, logits)
+    with torch_path():
+        reference = loss_fn(logits, labels)
+        grad_reference, = torch.autograd.grad(reference * 3.0, logits)
+    torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-5)
+    assert_grads(grad_fused, grad_reference, dtype)
+
+
+@pytest.mark.usefixtures("interpreted_kernels")
+def test_dice_ce_module_compiles_without_graph_breaks(torch_path):
+    loss = segfuse.DiceCELoss(ignore_index=255, validate_args=False)
+    logits = make_logits((2, 4, 9, 7), torch.float32)
+    labels = make_labels((2, 9, 7), 4, torch.int64, ignore_index=255)
+    explanation = torch._dynamo.explain(loss)(logits, labels)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    compiled = torch.compile(loss, backend="aot_eager", fullgraph=True)
+    value = compiled(logits, labels)
+    grad, = torch.autograd.grad(value * 0.5, logits)
+    with torch_path():
+        reference = loss(logits, labels)
+        grad_reference, = torch.autograd.grad(reference * 0.5, logits)
+    torch.testing.assert_close(value, reference, atol=1e-5, rtol=1e-5)
+    assert_grads(grad, grad_reference, torch.float32)
+
+
+@pytest.mark.usefixtures("interpreted_kernels")
+def test_custom_ops_pass_opcheck():
+    from segfuse.kernels import confusion, multiclass, sigmoid
+
+    logits = make_logits((2, 3, 5, 4), torch.float32)
+    labels = make_labels((2, 5, 4), 3, torch.uint8, ignore_index=255)
+    weight, alpha = torch.rand(3), torch.rand(3)
+    torch.library.opcheck(multiclass.multiclass_forward, (logits, labels, weight, alpha, 255, True, True, True, 2.0),
+                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+    target = torch.rand(2, 3, 5, 4)
+    torch.library.opcheck(sigmoid.sigmoid_forward, (logits, target, None, False, True, True, 2.0, 0.25),
+                          test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
+    torch.library.opcheck(confusion.confusion_matrix, (logits.detach(), labels, 3, 255),
+                          test_utils=("test_schema", "test_faketensor"))
