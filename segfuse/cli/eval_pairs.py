@@ -103,7 +103,12 @@ def _progress(total: int, enabled: bool):
 
 def _results(jobs: list, workers: int) -> Iterable[PairCounts]:
     if workers <= 1 or len(jobs) <= 1:
-        yield from map(_count_job, jobs)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # per-image work is too small for intra-op threads
+        try:
+            yield from map(_count_job, jobs)
+        finally:
+            torch.set_num_threads(threads)
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     chunksize = max(1, min(16, len(jobs) // (workers * 8)))

@@ -7,7 +7,9 @@ Convention:
     pixel may hold any value. At every other pixel the target and the prediction must
     lie in ``[0, num_classes)``, otherwise a ValueError names the bad values. Scores
     ``(N, C, *S)`` are reduced to a class map by argmax over C (first maximum wins).
-    Counts are exact int64, computed as a bincount of ``target * C + pred`` (no one-hot).
+    Counts are exact int64, computed as a bincount of ``target * C + pred`` (no one-hot);
+    small non-negative labels (e.g. uint8 masks with 255 = ignore) take one bincount of
+    the joint (target, pred) histogram, which also yields the label-range checks.
 """
 
 from __future__ import annotations
@@ -102,6 +104,63 @@ def _count(pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_in
     return counts.reshape(num_classes, num_classes)
 
 
+JOINT_BINS = 1 << 16
+
+
+def _joint_size(pred: torch.Tensor, target: torch.Tensor) -> tuple[int, int] | None:
+    """(target max + 1, pred max + 1) when both are >= 0 and their joint histogram is small."""
+    if target.numel() == 0:
+        return None
+    target_low, target_high = (int(v) for v in torch.aminmax(target))
+    pred_low, pred_high = (int(v) for v in torch.aminmax(pred))
+    rows, cols = target_high + 1, pred_high + 1
+    if min(target_low, pred_low) < 0 or rows * cols > JOINT_BINS:
+        return None
+    return rows, cols
+
+
+def _joint_histogram(pred, target, rows: int, cols: int) -> torch.Tensor:
+    """Counts ``(rows, cols)`` of every (target, pred) value pair: one bincount, int16 codes."""
+    code_dtype = torch.int16 if rows * cols <= 2**15 else torch.int32
+    code = target.reshape(-1).to(code_dtype) * cols + pred.reshape(-1).to(code_dtype)
+    return torch.bincount(code, minlength=rows * cols).reshape(rows, cols)
+
+
+def _check_joint(histogram: torch.Tensor, num_classes: int, ignore_index) -> None:
+    """Label-range errors read off the joint histogram (same messages as the direct checks)."""
+    rows, cols = histogram.shape
+    present = torch.nonzero(histogram.sum(1) > 0).reshape(-1).tolist()
+    bad_rows = [r for r in present if r >= num_classes and r != ignore_index]
+    if bad_rows:
+        hint = "" if ignore_index is not None else " (set ignore_index to skip a label)"
+        raise ValueError(
+            f"target must hold labels in [0, {num_classes}) or ignore_index={ignore_index}, got {bad_rows[:5]}{hint}"
+        )
+    if cols > num_classes:
+        predicted = torch.nonzero(histogram[: min(rows, num_classes), num_classes:].sum(0) > 0).reshape(-1)
+        if predicted.numel():
+            raise ValueError(
+                f"pred must hold labels in [0, {num_classes}) at non-ignored pixels, "
+                f"got {(predicted[:5] + num_classes).tolist()}"
+            )
+
+
+def _count_checked(pred, target, num_classes: int, ignore_index, validate_args: bool) -> torch.Tensor:
+    """Counts ``(C, C)``: one joint histogram for small non-negative labels (checks included), else direct."""
+    joint = _joint_size(pred, target)
+    if joint is None:
+        if validate_args:
+            check_label_ranges(pred, target, num_classes, ignore_index)
+        return _count(pred, target, num_classes, ignore_index)
+    histogram = _joint_histogram(pred, target, *joint)
+    if validate_args:
+        _check_joint(histogram, num_classes, representable_ignore_index(target, ignore_index))
+    counts = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=histogram.device)
+    rows, cols = min(joint[0], num_classes), min(joint[1], num_classes)
+    counts[:rows, :cols] = histogram[:rows, :cols]
+    return counts
+
+
 def _confusion_update(
     pred: torch.Tensor,
     target: torch.Tensor,
@@ -114,12 +173,12 @@ def _confusion_update(
     check_num_classes(num_classes)
     check_class_map_inputs(pred, target, num_classes)
     pred = as_class_map(pred)
-    if validate_args:
-        check_label_ranges(pred, target, num_classes, ignore_index)
     if not per_image:
-        return _count(pred, target, num_classes, ignore_index)
+        return _count_checked(pred, target, num_classes, ignore_index, validate_args)
     if target.dim() == 0:
         raise ValueError("target must have shape (N, *S) with a batch dim for per-image counts, got ()")
+    if validate_args:
+        check_label_ranges(pred, target, num_classes, ignore_index)
     matrices = [_count(pred[i], target[i], num_classes, ignore_index) for i in range(target.shape[0])]
     if not matrices:
         return torch.zeros(0, num_classes, num_classes, dtype=torch.int64, device=target.device)

@@ -33,6 +33,17 @@ def test_confusion_equals_sklearn_with_ignored_pixels(seed, dtype, shape):
     np.testing.assert_array_equal(result.numpy(), sklearn_confusion(pred, target, num_classes, ignore))
 
 
+@pytest.mark.parametrize("ignore_index", [255, -1, None])
+def test_large_label_sets_take_the_direct_path_and_equal_sklearn(ignore_index):
+    pred, target = random_maps(9, (2, 40, 40), 300, ignore_index=ignore_index, dtype=torch.int16)
+    result = confusion_matrix(pred, target, 300, ignore_index=ignore_index)
+    np.testing.assert_array_equal(result.numpy(), sklearn_confusion(pred, target, 300, ignore_index))
+    pred[0, 0, 0] = 300
+    target[0, 0, 0] = 0
+    with pytest.raises(ValueError, match=r"pred must hold labels in \[0, 300\).*\[300\]"):
+        confusion_matrix(pred, target, 300, ignore_index=ignore_index)
+
+
 def test_scores_are_argmaxed():
     generator = torch.Generator().manual_seed(0)
     scores = torch.randn(2, 5, 8, 9, generator=generator)
