@@ -39,7 +39,8 @@ def reference_eval(gt: dict, dt: list, iou_type: str, iou_thresholds=None, max_d
             evaluator.params.areaRngLbl = list(area_ranges)
         evaluator.evaluate()
         evaluator.accumulate()
-        evaluator.summarize()
+        if len(evaluator.params.maxDets) >= 3:  # pycocotools' summarize needs three caps
+            evaluator.summarize()
     return evaluator
 
 
