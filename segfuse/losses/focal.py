@@ -87,6 +87,11 @@ def _alpha_vector(alpha: Alpha, num_classes: int, like: Tensor) -> Optional[Tens
 def _softmax_focal(x, labels, alpha, gamma, ignore_index, reduction, from_logits) -> Tensor:
     acc = _stats.accumulation_dtype(x.dtype)
     alpha_vector = _alpha_vector(alpha, x.shape[1], x.new_empty(0, dtype=acc))
+    if gamma == 0 and alpha_vector is None and from_logits:
+        # the focal loss with gamma 0 and no alpha is cross-entropy: share its path, bit for bit
+        from segfuse.losses.cross_entropy import cross_entropy
+
+        return cross_entropy(x, labels, ignore_index=ignore_index, reduction=reduction, validate_args=False)
     if reduction == "none":
         return _softmax_focal_per_pixel(x.to(acc), labels, alpha_vector, gamma, ignore_index, from_logits)
     terms = _stats.multiclass_terms(x, labels, ignore_index=ignore_index, want_stats=False, focal_gamma=gamma,
