@@ -34,7 +34,7 @@ def to_runs(segmentations: Sequence, heights: np.ndarray, widths: np.ndarray, na
         else:
             raise ValueError(f"{name(i)}: segmentation must be polygons or an RLE dict, got {_describe(segm)}")
     parts = [
-        _polygon_runs(polygons, np.asarray(poly_owner, np.int64), heights, widths),
+        _polygon_runs(polygons, np.asarray(poly_owner, np.int64), heights, widths, name),
         _uncompressed_runs([segmentations[i] for i in uncompressed], uncompressed, heights[uncompressed], widths[uncompressed], name),
         _compressed_runs([segmentations[i] for i in compressed], compressed, heights[compressed], widths[compressed], name),
     ]
@@ -56,13 +56,13 @@ def _polygons(segm: list, name: str) -> list:
     return segm
 
 
-def _polygon_runs(polygons, owner, heights, widths) -> _runs.Runs:
+def _polygon_runs(polygons, owner, heights, widths, name) -> _runs.Runs:
     lengths = np.fromiter((len(p) for p in polygons), dtype=np.int64, count=len(polygons))
     try:
         coords = np.fromiter(chain.from_iterable(polygons), dtype=np.float64, count=int(lengths.sum()))
     except (TypeError, ValueError):
         bad = next(i for i, p in zip(owner, polygons) if not all(isinstance(v, (int, float)) for v in p))
-        raise ValueError(f"annotation #{bad}: polygon coordinates must be numbers") from None
+        raise ValueError(f"{name(bad)}: polygon coordinates must be numbers") from None
     runs = rasterize(coords, offsets_from_lengths(lengths), heights[owner], widths[owner])
     groups, first, count = np.unique(owner, return_index=True, return_counts=True)
     if (count == 1).all():
