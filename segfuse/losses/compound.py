@@ -53,6 +53,10 @@ def dice_ce_loss(
     and Convention: :func:`segfuse.functional.dice_loss` and
     :func:`segfuse.functional.cross_entropy`. Equals MONAI's DiceCELoss(softmax=True,
     to_onehot_y=True, lambda_dice, lambda_ce) at the same smoothing and no weights.
+
+    Example:
+        >>> logits = torch.randn(2, 4, 8, 8, 8, requires_grad=True)
+        >>> dice_ce_loss(logits, torch.randint(0, 4, (2, 8, 8, 8)), ce_weight=0.5).backward()
     """
     options = dict(smooth=smooth, log_loss=log_loss, include_background=include_background,
                    skip_absent=skip_absent, class_weights=class_weights)

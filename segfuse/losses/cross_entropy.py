@@ -52,6 +52,11 @@ def cross_entropy(
         definition (label smoothing adds eps/C sum_c w_c (-log p_ic) to each pixel's
         term with the same denominator). When every pixel is ignored the mean is 0 with
         a zero gradient, where torch returns NaN.
+
+    Example:
+        >>> logits = torch.randn(2, 4, 8, 8, requires_grad=True)
+        >>> labels = torch.randint(0, 4, (2, 8, 8), dtype=torch.uint8)
+        >>> cross_entropy(logits, labels, ignore_index=255).backward()
     """
     check_loss_arguments(reduction=reduction, ignore_index=ignore_index)
     check_in_unit_interval("label_smoothing", label_smoothing)

@@ -59,6 +59,10 @@ def focal_loss(
         alpha None the multiclass loss is exactly the (unweighted) cross-entropy. The
         alpha-weighted mean still divides by the number of valid pixels (not by the
         summed alpha). All pixels ignored gives 0 with a zero gradient.
+
+    Example:
+        >>> logits = torch.randn(2, 4, 8, 8, requires_grad=True)
+        >>> focal_loss(logits, torch.randint(0, 4, (2, 8, 8)), gamma=0.5).backward()
     """
     check_loss_arguments(mode=mode, reduction=reduction, ignore_index=ignore_index)
     check_focal_arguments(mode, alpha, gamma)
