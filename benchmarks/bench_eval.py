@@ -9,6 +9,8 @@ folder (not timed). Timed, median of 3 runs each, in the same process:
   (fast_hist as in the seeds' evaluators), summed; IoU from the histogram.
 - segfuse eval in process: ``segfuse.cli.main(["eval", ...])`` with its default workers,
   including the report (JSON, CSV, plots) it writes.
+- the same pipeline without writing the report (pairing, reading and counting in the
+  workers, scoring), to show the report's fixed cost.
 - segfuse eval as a command: ``python -m segfuse eval ...`` wall time, interpreter and
   torch import included.
 
@@ -90,6 +92,20 @@ def segfuse_in_process(folder: Path, classes: int, out: Path) -> None:
             sys.stdout = stdout
 
 
+def segfuse_without_report(folder: Path, classes: int) -> None:
+    import torch
+
+    from segfuse.cli.eval_pairs import CountOptions, count_pairs, default_workers
+    from segfuse.cli.io_masks import pair_masks
+    from segfuse.metrics import SemanticMetrics
+
+    pairs = pair_masks(folder / "gt", folder / "pred").pairs
+    counted = count_pairs(pairs, CountOptions(classes, 255), default_workers(), progress=False)
+    metrics = SemanticMetrics(classes, ignore_index=255)
+    metrics.update_confusion(torch.from_numpy(np.stack([item.dense(classes) for item in counted])))
+    metrics.compute()
+
+
 def segfuse_command(folder: Path, classes: int, out: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO))
     subprocess.run([sys.executable, "-m", "segfuse", *eval_arguments(folder, classes, out)], check=True, env=env,
@@ -125,6 +141,7 @@ def main() -> None:
     sys.path.insert(0, str(REPO))
     from segfuse.cli.eval_pairs import default_workers
 
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as temp:
         folder = Path(temp)
         generate(folder, args.pairs, args.size, args.classes)
@@ -133,6 +150,8 @@ def main() -> None:
             "reference: serial numpy fast_hist loop": median_seconds(reference, folder, args.classes),
             f"segfuse eval, in process ({default_workers()} workers, report + plots)": median_seconds(
                 segfuse_in_process, folder, args.classes, folder / "report"),
+            "same pipeline without the report (pair, read + count in workers, score)": median_seconds(
+                segfuse_without_report, folder, args.classes),
             "segfuse eval, `python -m segfuse` command (startup included)": median_seconds(
                 segfuse_command, folder, args.classes, folder / "report-command"),
         }
@@ -141,7 +160,8 @@ def main() -> None:
         f"## segfuse eval throughput: {args.pairs} pairs of {args.size} x {args.size} PNG masks, {args.classes} classes",
         "",
         f"Machine: {platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores, no GPU. {versions()}.",
-        "Median of 3 runs; mask generation not timed.",
+        f"Median of 3 runs; mask generation not timed. 1-minute load average {load_before:.1f} before and "
+        f"{os.getloadavg()[0]:.1f} after (other jobs shared the 2 cores).",
         "",
         "| method | seconds | image pairs / s | vs reference |",
         "|---|---:|---:|---:|",

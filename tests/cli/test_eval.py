@@ -99,7 +99,7 @@ def test_json_per_image_class_names_and_inferred_num_classes(tmp_path, capsys):
     assert named == 0 and list(json.loads(capsys.readouterr().out)["per_class"]) == ["a", "b", "c", "d"]
 
 
-def test_reduce_zero_label_npy_and_16_bit_png(tmp_path, capsys):
+def test_convention_reduce_zero_label_npy_and_16_bit_png(tmp_path, capsys):
     rng = np.random.default_rng(2)
     (tmp_path / "gt").mkdir()
     (tmp_path / "pred").mkdir()
@@ -129,7 +129,7 @@ def test_bundled_sample_runs_without_folders(tmp_path, capsys, monkeypatch):
     assert document["confusion_matrix"] and "person" in capsys.readouterr().out
 
 
-def test_existing_report_is_replaced_and_no_staging_left(tmp_path):
+def test_convention_existing_report_is_replaced_and_no_staging_left(tmp_path):
     gt_dir, pred_dir, _, _ = make_folders(tmp_path)
     out = tmp_path / "report"
     out.mkdir()

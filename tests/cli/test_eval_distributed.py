@@ -18,7 +18,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_torchrun_eval_equals_a_single_process(tmp_path):
+def test_convention_torchrun_eval_equals_a_single_process(tmp_path):
     gt_dir, pred_dir, _, _ = make_folders(tmp_path, count=5)  # 5 files: uneven shards 3 + 2
     single, sharded = tmp_path / "single", tmp_path / "sharded"
     common = ["--gt", str(gt_dir), "--pred", str(pred_dir), "--per-image", "--workers", "1"]

@@ -47,7 +47,7 @@ def worker(rank, port, results):
         dist.destroy_process_group()
 
 
-def test_two_gloo_processes_with_uneven_shards_equal_a_single_process():
+def test_convention_two_gloo_processes_with_uneven_shards_equal_a_single_process():
     manager = mp.Manager()
     results = manager.dict()
     mp.spawn(worker, args=(free_port(), results), nprocs=2, join=True)

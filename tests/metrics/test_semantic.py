@@ -134,7 +134,7 @@ def test_per_image_mean_equals_torchmetrics_pooled_mean_when_every_class_is_ever
     torch.testing.assert_close(ours.miou.float(), reference.compute())
 
 
-def test_per_image_scores_average_per_image_results():
+def test_convention_per_image_scores_average_per_image_results():
     pred, target = random_maps(5, (4, 8, 8), 4, ignore_index=255)
     ours = semantic_metrics(pred, target, 4, ignore_index=255, per_image=True, beta=2.0)
     images = [semantic_metrics(pred[i : i + 1], target[i : i + 1], 4, ignore_index=255, beta=2.0) for i in range(4)]
