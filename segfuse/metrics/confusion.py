@@ -146,8 +146,12 @@ def _check_joint(histogram: torch.Tensor, num_classes: int, ignore_index) -> Non
 
 
 def _count_checked(pred, target, num_classes: int, ignore_index, validate_args: bool) -> torch.Tensor:
-    """Counts ``(C, C)``: one joint histogram for small non-negative labels (checks included), else direct."""
-    joint = _joint_size(pred, target)
+    """Counts ``(C, C)``: one joint histogram for small non-negative labels (checks included), else direct.
+
+    The joint path reads the label ranges (a device sync), so on CUDA it runs only when
+    ``validate_args`` asks for a sync anyway.
+    """
+    joint = _joint_size(pred, target) if validate_args or target.device.type == "cpu" else None
     if joint is None:
         if validate_args:
             check_label_ranges(pred, target, num_classes, ignore_index)
