@@ -90,12 +90,18 @@ def _decode_values(chars: np.ndarray, value_end: np.ndarray) -> np.ndarray:
 
 def _undo_deltas(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """counts[m] = values[m] + counts[m - 2] for m > 2 (pycocotools' quirk: not for m = 2)."""
-    counts = values.copy()
     local = local_index(offsets)
     owner = segment_ids(offsets)
-    for chain in ((local % 2 == 1), (local % 2 == 0) & (local >= 2)):
-        counts[chain] = segmented_cumsum(values[chain], owner[chain])
-    return counts
+    odd = (local & 1) == 1
+    chained = odd | (local >= 2)
+    out = values.copy()
+    for chain in (odd, chained & ~odd):
+        part = np.cumsum(np.where(chain, values, 0))
+        base = np.zeros(len(offsets) - 1, dtype=np.int64)
+        nonempty = offsets[1:] > offsets[:-1]
+        base[nonempty] = (part - np.where(chain, values, 0))[offsets[:-1][nonempty]]
+        out = np.where(chain, part - base[owner], out)
+    return out
 
 
 def encode_strings(counts: Counts) -> list[bytes]:

@@ -29,10 +29,10 @@ def to_runs(segmentations: Sequence, heights: np.ndarray, widths: np.ndarray, na
             polygons.extend(shapes)
             poly_owner.extend([i] * len(shapes))
         elif isinstance(segm, dict) and "counts" in segm and "size" in segm:
-            _check_size(segm["size"], heights[i], widths[i], name(i))
             (compressed if isinstance(segm["counts"], (str, bytes)) else uncompressed).append(i)
         else:
             raise ValueError(f"{name(i)}: segmentation must be polygons or an RLE dict, got {_describe(segm)}")
+    _check_sizes(segmentations, uncompressed + compressed, heights, widths, name)
     parts = [
         _polygon_runs(polygons, np.asarray(poly_owner, np.int64), heights, widths, name),
         _uncompressed_runs([segmentations[i] for i in uncompressed], uncompressed, heights[uncompressed], widths[uncompressed], name),
@@ -113,9 +113,18 @@ def _assemble(parts, owners, heights, widths) -> _runs.Runs:
     return _runs.Runs(starts[flat], ends[flat], offsets_from_lengths(lengths[order]), heights, widths)
 
 
-def _check_size(size, height, width, name: str) -> None:
-    if not isinstance(size, (list, tuple)) or len(size) != 2 or [int(size[0]), int(size[1])] != [int(height), int(width)]:
-        raise ValueError(f"{name}: RLE size {size} does not match its image's [h, w] = [{int(height)}, {int(width)}]")
+def _check_sizes(segmentations, index: list, heights, widths, name) -> None:
+    """Every RLE's "size" equals its image's [h, w]."""
+    try:
+        sizes = np.array([segmentations[i]["size"] for i in index], dtype=np.int64).reshape(len(index), 2)
+    except (TypeError, ValueError):
+        sizes = np.full((len(index), 2), -1, dtype=np.int64)
+    index = np.asarray(index, dtype=np.int64)
+    bad = np.flatnonzero((sizes[:, 0] != heights[index]) | (sizes[:, 1] != widths[index]))
+    if len(bad):
+        i = int(index[bad[0]])
+        raise ValueError(f"{name(i)}: RLE size {segmentations[i]['size']} does not match its image's "
+                         f"[h, w] = [{int(heights[i])}, {int(widths[i])}]")
 
 
 def _describe(value) -> str:
