@@ -97,18 +97,19 @@ def class_map_statistics(
     valid = valid_label_mask(flatten_spatial(labels, 1), ignore_index)
     index = safe_labels(flatten_spatial(labels, 1), valid)
     weight = None if valid is None else valid.to(p.dtype)
-    tp_terms = p.gather(1, index.unsqueeze(1)).squeeze(1)
-    if weight is not None:
-        tp_terms = tp_terms * weight
-    bins = index + (torch.arange(n, device=index.device) * c).unsqueeze(1) if per_image else index
-    size = n * c if per_image else c
-    tp = p.new_zeros(size).index_add_(0, bins.reshape(-1), tp_terms.reshape(-1))
-    gs_bins = bins.reshape(-1) if valid is None else bins[valid]
-    gs = torch.bincount(gs_bins, minlength=size).to(p.dtype)
+    tp = _per_image_label_sum(p.gather(1, index.unsqueeze(1)).squeeze(1), index, weight, c)
     ps = _masked_class_sum(p * p if squared else p, weight)
-    if per_image:
-        return OverlapStatistics(tp.view(n, c), ps, gs.view(n, c))
-    return OverlapStatistics(tp, ps.sum(0), gs)
+    stats = OverlapStatistics(tp, ps, _label_counts(index, valid, c, p.dtype))
+    return stats if per_image else OverlapStatistics(*(x.sum(0) for x in stats))
+
+
+def _per_image_label_sum(values: Tensor, index: Tensor, weight: Optional[Tensor], num_classes: int) -> Tensor:
+    """Scatter-add (N, S) values into (N, C) by label, skipping zero-weight pixels."""
+    n = index.shape[0]
+    if weight is not None:
+        values = values * weight
+    bins = index + (torch.arange(n, device=index.device) * num_classes).unsqueeze(1)
+    return values.new_zeros(n * num_classes).index_add_(0, bins.reshape(-1), values.reshape(-1)).view(n, num_classes)
 
 
 def _masked_class_sum(p: Tensor, weight: Optional[Tensor]) -> Tensor:
@@ -286,9 +287,7 @@ class SoftmaxStatistics(torch.autograd.Function):
             probs = torch.softmax(logits, 1)
             ce_sum = logits.new_zeros(n)
         p_label = probs.gather(1, index.unsqueeze(1)).squeeze(1)
-        tp_terms = p_label if weight is None else p_label * weight
-        bins = index + (torch.arange(n, device=index.device) * c).unsqueeze(1)
-        tp = logits.new_zeros(n * c).index_add_(0, bins.reshape(-1), tp_terms.reshape(-1)).view(n, c)
+        tp = _per_image_label_sum(p_label, index, weight, c)
         ps = _masked_class_sum(probs, weight)
         ctx.save_for_backward(probs, index, weight, ce_pixel_weight, p_label)
         if ce_pixel_weight is None:
