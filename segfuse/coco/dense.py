@@ -34,7 +34,7 @@ def evaluate_masks(predictions: Sequence[dict], targets: Sequence[dict], iou_thr
         >>> import numpy as np
         >>> m = np.zeros((1, 4, 4), bool); m[0, :2, :2] = True
         >>> r = evaluate_masks([{"masks": m, "scores": [0.9], "labels": [1]}], [{"masks": m, "labels": [1]}])
-        >>> r.stats["AP50"]
+        >>> round(r.stats["AP50"], 6)  # precision is tp / (tp + fp + eps), as pycocotools
         1.0
     """
     params = make_params("segm", iou_thresholds, max_dets, area_ranges)

@@ -16,7 +16,7 @@ Example:
     >>> import numpy as np
     >>> rle = encode(np.asfortranarray(np.eye(3, dtype=np.uint8)))
     >>> rle["counts"], int(area(rle))
-    (b'0111000', 3)
+    (b'013000', 3)
 """
 
 from __future__ import annotations
