@@ -27,7 +27,7 @@ from segfuse.cli.eval_table import print_scores
 from segfuse.cli.io_masks import Pairing, pair_masks
 from segfuse.cli.io_report import metrics_document, write_report
 from segfuse.metrics import SemanticMetrics, semantic_scores
-from segfuse.metrics.scores import CLASS_SCORES, MEAN_NAMES
+from segfuse.metrics.scores import MEAN_NAMES
 
 CHUNK = 256
 
