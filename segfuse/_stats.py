@@ -24,6 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from segfuse._validate import representable_ignore_index
+
 
 class OverlapStatistics(NamedTuple):
     """Per-class sums, each of shape (C,) or (N, C) with ``per_image=True``."""
@@ -64,9 +66,8 @@ def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def valid_label_mask(labels: Tensor, ignore_index: Optional[int]) -> Optional[Tensor]:
     """Boolean mask of the non-ignored pixels, or None when nothing can be ignored."""
-    if ignore_index is None:
-        return None
-    return labels != ignore_index
+    ignore_index = representable_ignore_index(labels, ignore_index)
+    return None if ignore_index is None else labels != ignore_index
 
 
 def safe_labels(labels: Tensor, valid: Optional[Tensor]) -> Tensor:

@@ -73,10 +73,25 @@ def check_same_shape(name_a: str, a: torch.Tensor, name_b: str, b: torch.Tensor)
         raise ValueError(f"{name_a} and {name_b} must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
 
 
+def representable_ignore_index(labels: torch.Tensor, ignore_index):
+    """``ignore_index`` if a value of ``labels``' dtype can equal it, else None.
+
+    Comparing a uint8 tensor with -1 would wrap -1 to 255; an ignore_index outside the
+    dtype's range ignores nothing instead.
+    """
+    if ignore_index is None or labels.dtype == torch.bool:
+        return None
+    if labels.is_floating_point():
+        return ignore_index
+    info = torch.iinfo(labels.dtype)
+    return ignore_index if info.min <= ignore_index <= info.max else None
+
+
 def check_labels_in_range(name: str, labels: torch.Tensor, num_classes: int, ignore_index=None) -> None:
     """Every label is in [0, num_classes) or equals ``ignore_index`` (syncs with the device)."""
     if labels.numel() == 0:
         return
+    ignore_index = representable_ignore_index(labels, ignore_index)
     checked = labels if ignore_index is None else labels.masked_fill(labels == ignore_index, 0)
     low, high = torch.aminmax(checked)
     if int(low) >= 0 and int(high) < num_classes:
@@ -94,6 +109,7 @@ def check_binary_values(name: str, target: torch.Tensor, ignore_index=None) -> N
     if target.numel() == 0:
         return
     bad = (target < 0) | (target > 1)
+    ignore_index = representable_ignore_index(target, ignore_index)
     if ignore_index is not None:
         bad &= target != ignore_index
     if bool(bad.any()):

@@ -26,6 +26,7 @@ from segfuse._validate import (
     check_min_dims,
     check_positive,
     check_tensor,
+    representable_ignore_index,
 )
 
 ResizeMode = Union[bool, str]
@@ -149,6 +150,7 @@ def _prepare_multiclass(input, target, ignore_index, resize_logits, validate_arg
 
 def binary_valid_mask(target: Tensor, ignore_index: Optional[int]) -> Optional[Tensor]:
     """Elementwise mask of the non-ignored entries of a binary / multilabel target."""
+    ignore_index = representable_ignore_index(target, ignore_index)
     return None if ignore_index is None else target != ignore_index
 
 

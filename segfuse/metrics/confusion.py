@@ -23,6 +23,7 @@ from segfuse._validate import (
     check_labels_in_range,
     check_num_classes,
     check_tensor,
+    representable_ignore_index,
 )
 
 
@@ -34,14 +35,6 @@ def ignored_pixels(target: torch.Tensor, ignore_index) -> torch.Tensor | None:
     """
     ignore_index = representable_ignore_index(target, ignore_index)
     return None if ignore_index is None else target == ignore_index
-
-
-def representable_ignore_index(target: torch.Tensor, ignore_index):
-    """``ignore_index`` if some value of ``target``'s dtype can equal it, else None."""
-    if ignore_index is None or target.dtype == torch.bool:
-        return None
-    info = torch.iinfo(target.dtype)
-    return ignore_index if info.min <= ignore_index <= info.max else None
 
 
 def check_class_map_inputs(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> None:
@@ -83,7 +76,7 @@ def check_label_ranges(pred: torch.Tensor, target: torch.Tensor, num_classes: in
         return
     low, high = torch.aminmax(target)
     if int(low) < 0 or int(high) >= num_classes:
-        check_labels_in_range("target", target, num_classes, representable_ignore_index(target, ignore_index))
+        check_labels_in_range("target", target, num_classes, ignore_index)
     _check_pred_range(pred, num_classes, ignored_pixels(target, ignore_index))
 
 

@@ -28,7 +28,7 @@ from segfuse._validate import (
     check_min_dims,
     check_positive,
 )
-from segfuse.metrics.confusion import ignored_pixels, representable_ignore_index
+from segfuse.metrics.confusion import ignored_pixels
 
 _INTERPOLATION = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
@@ -96,7 +96,7 @@ def fscore(
         tensor(1.)
     """
     _check_fscore_inputs(logits, target, beta, smooth, threshold)
-    check_labels_in_range("target", target, logits.shape[1], representable_ignore_index(target, ignore_index))
+    check_labels_in_range("target", target, logits.shape[1], ignore_index)
     logits = _resize_logits(logits, tuple(target.shape[1:]))
     probs = torch.softmax(logits.float() if logits.dtype != torch.float64 else logits, dim=1)
     tp, fp, fn = (x.to(probs.dtype) for x in thresholded_counts(probs, target, threshold, ignore_index))

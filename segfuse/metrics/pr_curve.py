@@ -30,7 +30,7 @@ from segfuse._validate import (
     check_labels_in_range,
 )
 from segfuse.metrics._distributed import gather_objects, sum_across_processes
-from segfuse.metrics.confusion import ignored_pixels, representable_ignore_index
+from segfuse.metrics.confusion import ignored_pixels
 
 
 class PRCurve(NamedTuple):
@@ -59,14 +59,14 @@ def _check_pr_inputs(scores, target, ignore_index) -> None:
                 f"multiclass scores must have shape (N, C, *S) = {expected} for target {tuple(target.shape)}, "
                 f"got {tuple(scores.shape)}"
             )
-        check_labels_in_range("target", target, scores.shape[1], representable_ignore_index(target, ignore_index))
+        check_labels_in_range("target", target, scores.shape[1], ignore_index)
     elif scores.shape != target.shape:
         raise ValueError(
             f"binary scores and target must have the same shape (or scores (N, C, *S) for a class map), "
             f"got {tuple(scores.shape)} and {tuple(target.shape)}"
         )
     elif target.dtype != torch.bool:
-        check_binary_values("target", target, representable_ignore_index(target, ignore_index))
+        check_binary_values("target", target, ignore_index)
 
 
 def thresholds_tensor(thresholds) -> torch.Tensor | None:
