@@ -16,7 +16,8 @@ def add_parser(subparsers) -> None:
 
     defaults = StudySettings()
     parser = subparsers.add_parser("study", help="compare the losses on the procedural task over seeds",
-                                   description=__doc__)
+                                   description="Train the U-Net with each loss over seeds on the procedural task "
+                                   "and write summary.md, summary.csv, runs.jsonl and learning curves.")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/loss-study"), help="output folder")
     parser.add_argument("--losses", default=",".join(STUDY_LOSSES),
                         help=f"comma-separated subset of {','.join(STUDY_LOSSES)}")

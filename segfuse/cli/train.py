@@ -24,7 +24,8 @@ def _floats(text: str) -> list[float]:
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("train", help="train a compact U-Net with a segfuse loss",
-                                   description=__doc__, epilog=EPILOG)
+                                   description="Train the compact U-Net with any segfuse loss on a VOC-layout "
+                                   "folder or on the built-in procedural task.", epilog=EPILOG)
     data = parser.add_argument_group("data")
     data.add_argument("--data", type=Path, help="VOC-layout folder (default: the built-in procedural task)")
     data.add_argument("--num-classes", type=int, help="classes C (required with --data; procedural: 4)")

@@ -294,7 +294,10 @@ class Trainer:
         self.history = [EpochRecord(**record) for record in state["history"]]
 
     def resume(self, path) -> None:
-        """Restore a checkpoint written by this class; the next :meth:`fit` continues after its epoch."""
+        """Restore a checkpoint written by this class; the next :meth:`fit` continues after its epoch.
+
+        The checkpoint is unpickled (it holds numpy RNG state): load only files you trust.
+        """
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"resume checkpoint {path} does not exist")
