@@ -212,6 +212,7 @@ def multiclass_terms_reference(
     stats = ce_sum = focal_sum = None
     if want_stats and from_logits and not squared and focal_gamma is None:
         tp, ps, ce_sum = SoftmaxStatistics.apply(x, index, weight, ce_pixel_weight)
+        ce_sum = ce_sum if want_ce else None
         stats = OverlapStatistics(tp, ps, _label_counts(index, valid, x.shape[1], acc))
     else:
         stats, ce_sum, focal_sum = _composed_terms(x, labels, index, weight, ce_pixel_weight, ignore_index,

@@ -13,7 +13,8 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("bench", help="time segfuse's losses against torch, MONAI and kornia",
                                    description=__doc__)
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--shape", default="4,21,256,256", help="N,C,*S of the logits (default 4,21,256,256)")
+    parser.add_argument("--shape", default=None,
+                        help="N,C,*S of the logits (default: 4,21,256,256 on CPU; the issue's two shapes on CUDA)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement; the median is shown")
     parser.add_argument("--losses", nargs="*", help="only these losses (e.g. DiceLoss DiceCELoss)")
@@ -76,7 +77,7 @@ def run(args) -> int:
     from segfuse.cli.errors import fail
 
     try:
-        shape = parse_shape(args.shape)
+        shape = parse_shape(args.shape) if args.shape else None
         memory_shape = None if args.memory_shape == "none" else parse_shape(args.memory_shape)
     except ValueError as error:
         return fail(str(error))
@@ -85,16 +86,19 @@ def run(args) -> int:
             return fail("--device cuda needs a CUDA device; none is available")
         from segfuse.kernels import bench as cuda_bench
 
-        rows = cuda_bench.run_cuda_bench(shapes=[shape], dtype=getattr(torch, args.dtype), repeats=args.repeats)
+        rows = cuda_bench.run_cuda_bench(shapes=None if shape is None else [shape],
+                                         dtype=None if shape is None else getattr(torch, args.dtype),
+                                         repeats=max(args.repeats, 20))
         print(cuda_bench.format_table(rows))
         return _write_json(args.json_path, {"environment": environment(), "cuda": rows})
     dtype = getattr(torch, args.dtype)
+    shape = shape or (4, 21, 256, 256)
     info = environment()
     print(f"segfuse bench on {args.device}: {info}", file=sys.stderr)
     rows = benchmarking.run_loss_bench(shape, dtype, args.device, args.repeats, args.losses, memory=not args.no_memory,
                                        progress=lambda text: print(f"  timing {text}", file=sys.stderr))
     table = ratio_rows(rows)
-    print_table(f"forward + backward, {args.shape} {args.dtype}, median of {args.repeats}", table)
+    print_table(f"forward + backward, {shape} {args.dtype}, median of {args.repeats}", table)
     result = {"environment": info, "losses": table}
     if memory_shape:
         memory = ratio_rows(benchmarking.run_memory_bench(memory_shape, args.device))

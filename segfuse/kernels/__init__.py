@@ -85,7 +85,7 @@ def fused_multiclass_terms(
     wanted_focal = None if focal_gamma is None else float(focal_gamma)
     tp, ps, gs, ce, ce_weight_sum, focal, count = torch.ops.segfuse.multiclass_forward(
         logits, labels, ce_weight if want_ce else None, focal_alpha if wanted_focal is not None else None,
-        _launch.wrapped_ignore_index(ignore_index, labels.dtype), per_image, want_stats, want_ce, wanted_focal,
+        _launch.kernel_ignore_index(ignore_index, labels.dtype), per_image, want_stats, want_ce, wanted_focal,
     )
     return _stats.MulticlassTerms(
         stats=_stats.OverlapStatistics(tp, ps, gs) if want_stats else None,
@@ -144,7 +144,7 @@ def fused_binary_terms(
 
     if target.shape != logits.shape:
         raise ValueError(f"target must have the logits' shape {tuple(logits.shape)}, got {tuple(target.shape)}")
-    ignore = _launch.wrapped_ignore_index(ignore_index, target.dtype)
+    ignore = _launch.kernel_ignore_index(ignore_index, target.dtype)
     gamma = None if focal_gamma is None else float(focal_gamma)
     tp, ps, gs, bce, focal, count = torch.ops.segfuse.sigmoid_forward(
         logits, target, None if ignore is None else float(ignore), per_image, want_stats, want_bce, gamma,

@@ -69,21 +69,19 @@ def loadable(tensor: torch.Tensor) -> torch.Tensor:
     return tensor.view(torch.uint8) if tensor.dtype == torch.bool else tensor
 
 
-def wrapped_ignore_index(ignore_index: Optional[int], dtype: torch.dtype):
-    """The value ``tensor == ignore_index`` really compares with, for a tensor of ``dtype``.
+def kernel_ignore_index(ignore_index: Optional[int], dtype: torch.dtype):
+    """The ignore value the kernels compare with: None when no value of ``dtype`` equals it.
 
-    torch casts the Python scalar to the tensor's dtype: for integers it wraps
-    (uint8 labels with ignore_index=-1 ignore 255), for floats it rounds.
+    Same convention as :func:`segfuse._validate.representable_ignore_index` (uint8 labels
+    with ignore_index=-1 ignore nothing, rather than 255 as a wrapped comparison would).
+    Float targets compare with the value rounded to their dtype.
     """
-    if ignore_index is None:
+    if ignore_index is None or dtype == torch.bool:
         return None
-    if dtype == torch.bool:
-        dtype = torch.uint8
     if dtype.is_floating_point:
         return float(torch.tensor(ignore_index, dtype=torch.float64).to(dtype))
     info = torch.iinfo(dtype)
-    span = info.max - info.min + 1
-    return (int(ignore_index) - info.min) % span + info.min
+    return int(ignore_index) if info.min <= ignore_index <= info.max else None
 
 
 def vector_or_dummy(values: Optional[torch.Tensor], like: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import torch
 
+from segfuse import kernels
 from segfuse._validate import (
     FLOAT_DTYPES,
     INTEGER_DTYPES,
@@ -169,6 +170,11 @@ def _confusion_update(
     """Counts ``(C, C)``, or one matrix per image ``(N, C, C)`` when ``per_image``."""
     check_num_classes(num_classes)
     check_class_map_inputs(pred, target, num_classes)
+    if not per_image and kernels.fused_confusion_available(pred, target, num_classes):
+        if validate_args:
+            scores = pred.dtype in FLOAT_DTYPES
+            check_label_ranges(target if scores else pred, target, num_classes, ignore_index)
+        return kernels.fused_confusion_matrix(pred, target, num_classes, ignore_index)
     pred = as_class_map(pred)
     if not per_image:
         return _count_checked(pred, target, num_classes, ignore_index, validate_args)

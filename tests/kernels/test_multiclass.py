@@ -133,11 +133,13 @@ def test_ignored_pixels_get_exactly_zero_gradient():
     assert torch.count_nonzero(grad[~ignored]) > 0
 
 
-def test_uint8_labels_with_negative_ignore_index_wrap_like_torch():
-    """torch compares uint8 labels with -1 as 255: the kernel does the same."""
+def test_uint8_labels_with_negative_ignore_index_ignore_nothing():
+    """-1 does not wrap to 255 for uint8 labels (segfuse._validate.representable_ignore_index)."""
     logits = make_logits((2, 4, 9, 7), torch.float32)
-    labels = make_labels((2, 9, 7), 4, torch.uint8, ignore_index=255)
+    labels = make_labels((2, 9, 7), 4, torch.uint8)
     _compare(logits, labels, dict(OPTIONS["dice_ce"], ignore_index=-1), torch.float32)
+    terms = kernels.fused_multiclass_terms(logits, labels, ignore_index=-1, want_ce=True)
+    assert terms.count.item() == labels.numel()
 
 
 def test_saturated_logits_with_gamma_below_one_are_finite():
