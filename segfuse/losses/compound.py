@@ -7,7 +7,7 @@ from typing import Iterable, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from segfuse import _stats
+from segfuse import _stats, kernels
 from segfuse.losses._base import SegmentationLoss
 from segfuse.losses._common import (
     check_loss_arguments,
@@ -70,6 +70,11 @@ def dice_ce_loss(
                                         squared=squared, want_ce=True, ce_weight=weights)
         ce = _stats.safe_divide(terms.ce_sum.sum(), terms.ce_weight.sum())
         return finish(dice_weight * _dice_of(terms.stats, options, mode) + ce_weight * ce, input)
+    if mode != "multiclass" and kernels.fused_binary_available(x, prepared.target, squared=squared):
+        terms = kernels.fused_binary_terms(x, prepared.target, ignore_index=ignore_index, per_image=per_image,
+                                           want_bce=True)
+        bce = _stats.safe_divide(terms.bce_sum.sum(), terms.count.sum())
+        return finish(dice_weight * _dice_of(terms.stats, options, mode) + ce_weight * bce, input)
     stats = soft_statistics(prepared, mode=mode, ignore_index=ignore_index, per_image=per_image, squared=squared)
     if mode == "multiclass":
         ce = cross_entropy(x, prepared.target, weight=class_weights, validate_args=False)
@@ -118,6 +123,11 @@ def dice_focal_loss(
         return finish(dice_weight * _dice_of(terms.stats, options, mode) + focal_weight * focal, input)
     if mode == "multiclass":
         raise ValueError(f"multiclass focal loss expects a class map target (N, *S), got {tuple(target.shape)}")
+    if kernels.fused_binary_available(x, prepared.target, squared=squared):
+        terms = kernels.fused_binary_terms(x, prepared.target, ignore_index=ignore_index, per_image=per_image,
+                                           focal_gamma=gamma, focal_alpha=alpha)
+        focal = _stats.safe_divide(terms.focal_sum.sum(), terms.count.sum())
+        return finish(dice_weight * _dice_of(terms.stats, options, mode) + focal_weight * focal, input)
     stats = soft_statistics(prepared, mode=mode, ignore_index=ignore_index, per_image=per_image, squared=squared)
     focal = focal_loss(x, prepared.target, mode, alpha, gamma, ignore_index=ignore_index, validate_args=False)
     return finish(dice_weight * _dice_of(stats, options, mode) + focal_weight * focal, input)
