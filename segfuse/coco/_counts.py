@@ -57,51 +57,60 @@ def total_message(counts: Counts, i: int) -> str:
 
 
 def decode_strings(strings: Sequence[bytes], heights, widths) -> Counts:
-    """Decode pycocotools' compressed count strings (bytes) into a Counts batch."""
-    lengths = np.fromiter((len(s) for s in strings), dtype=np.int64, count=len(strings))
-    chars = np.frombuffer(b"".join(strings), dtype=np.uint8).astype(np.int64) - 48
-    if len(chars) and (chars.min() < 0 or chars.max() > 63):
+    """Decode pycocotools' compressed count strings (bytes) into a Counts batch.
+
+    One pass over all strings' bytes at once: a count ends at every character below
+    ``'P'`` (continuation bit 0x20 clear), so counts and strings line up without a loop.
+    """
+    lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
+    chars = np.frombuffer(b"".join(strings), dtype=np.uint8)
+    if len(chars) and (chars.min() < 48 or chars.max() > 111):
         raise ValueError("malformed compressed RLE: characters must be in '0'..'o' (48..111)")
-    value_end = (chars & 0x20) == 0
-    string_last = offsets_from_lengths(lengths)[1:][lengths > 0] - 1
-    if not value_end[string_last].all():
-        raise ValueError("malformed compressed RLE: string ends in the middle of a count")
-    values = _decode_values(chars, value_end)
-    ends_before = np.r_[0, np.cumsum(value_end)]
     string_offsets = offsets_from_lengths(lengths)
-    per_string = ends_before[string_offsets[1:]] - ends_before[string_offsets[:-1]]
-    offsets = offsets_from_lengths(per_string)
-    return Counts(_undo_deltas(values, offsets), offsets, _as_int(heights), _as_int(widths))
+    last = np.flatnonzero(chars < 48 + 0x20)
+    if (chars[string_offsets[1:][lengths > 0] - 1] >= 48 + 0x20).any():
+        raise ValueError("malformed compressed RLE: string ends in the middle of a count")
+    offsets = np.searchsorted(last, string_offsets)
+    return Counts(_undo_deltas(_decode_values(chars, last), offsets), offsets, _as_int(heights), _as_int(widths))
 
 
-def _decode_values(chars: np.ndarray, value_end: np.ndarray) -> np.ndarray:
-    last = np.flatnonzero(value_end)
-    first = np.r_[0, last[:-1] + 1].astype(np.int64)[: len(last)]
-    n_chars = last - first + 1
+def _decode_values(chars: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Signed values of the character groups ending at ``last`` (Horner over the few long groups)."""
+    n_chars = np.diff(last, prepend=-1)
     if len(n_chars) and n_chars.max() > _MAX_CHARS:
         raise ValueError(f"malformed compressed RLE: a count longer than {_MAX_CHARS} characters")
-    shift = 5 * (np.arange(len(chars), dtype=np.int64) - np.repeat(first, n_chars))
-    parts = (chars & 0x1F) << shift
-    values = np.add.reduceat(parts, first) if len(first) else np.zeros(0, dtype=np.int64)
-    negative = (chars[last] & 0x10) != 0
+    values = chars[last].astype(np.int64) - 48
+    negative = np.flatnonzero(values & 0x10)
+    long = np.flatnonzero(n_chars > 1)
+    for k in range(1, int(n_chars.max(initial=1))):
+        long = long[n_chars[long] > k]
+        values[long] = (values[long] << 5) | ((chars[last[long] - k] - 48) & 0x1F)
     values[negative] -= np.left_shift(1, 5 * n_chars[negative])
     return values
 
 
 def _undo_deltas(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """counts[m] = values[m] + counts[m - 2] for m > 2 (pycocotools' quirk: not for m = 2)."""
-    local = local_index(offsets)
-    owner = segment_ids(offsets)
-    odd = (local & 1) == 1
-    chained = odd | (local >= 2)
-    out = values.copy()
-    for chain in (odd, chained & ~odd):
-        part = np.cumsum(np.where(chain, values, 0))
-        base = np.zeros(len(offsets) - 1, dtype=np.int64)
-        nonempty = offsets[1:] > offsets[:-1]
-        base[nonempty] = (part - np.where(chain, values, 0))[offsets[:-1][nonempty]]
-        out = np.where(chain, part - base[owner], out)
-    return out
+    """counts[m] = values[m] + counts[m - 2] for m > 2 (pycocotools' quirk: not for m = 2).
+
+    ``chain[i] = values[i] + chain[i - 2]`` over the flat array (two strided cumsums); count
+    m > 0 of a mask starting at o is ``chain[i]`` minus the chain just before its own run
+    of same-parity counts: ``chain[o - 1]`` for odd m, ``chain[o]`` for even m.
+    """
+    chain = np.empty(len(values) + 2, dtype=np.int64)
+    chain[:2] = 0
+    np.cumsum(values[0::2], out=chain[2::2])
+    np.cumsum(values[1::2], out=chain[3::2])
+    first, stop = offsets[:-1], offsets[1:]
+    padded = np.r_[chain, 0]  # chain[i + 2] is the chain at i; padded also serves o = len(values)
+    odd_start = (first & 1) == 1
+    even_base = np.where(odd_start, padded[first + 1], padded[first + 2])
+    odd_base = np.where(odd_start, padded[first + 2], padded[first + 1])
+    counts = np.empty_like(values)
+    counts[0::2] = chain[2::2] - np.repeat(even_base, (stop + 1) // 2 - (first + 1) // 2)
+    counts[1::2] = chain[3::2] - np.repeat(odd_base, stop // 2 - first // 2)
+    nonempty = first[stop > first]
+    counts[nonempty] = values[nonempty]
+    return counts
 
 
 def encode_strings(counts: Counts) -> list[bytes]:

@@ -148,7 +148,7 @@ def test_to_dict_is_json_ready():
 
 
 def _dense(rng, n_images=8):
-    predictions, targets, gt_dicts = [], [], []
+    predictions, targets = [], []
     for _ in range(n_images):
         h, w = (int(v) for v in rng.integers(8, 40, 2))
         gt_masks = rng.random((int(rng.integers(0, 5)), h, w)) < 0.3
