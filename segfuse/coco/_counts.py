@@ -37,9 +37,10 @@ class Counts(NamedTuple):
 
 def bad_totals(counts: Counts) -> np.ndarray:
     """Indices of masks whose counts have a negative entry or do not sum to h * w."""
-    totals = segment_sums(counts.counts, counts.offsets)
-    negative = segment_sums((counts.counts < 0).astype(np.int64), counts.offsets) > 0
-    return np.flatnonzero((totals != counts.heights * counts.widths) | negative)
+    wrong = segment_sums(counts.counts, counts.offsets) != counts.heights * counts.widths
+    if len(counts.counts) and counts.counts.min() < 0:
+        wrong |= segment_sums((counts.counts < 0).astype(np.int64), counts.offsets) > 0
+    return np.flatnonzero(wrong)
 
 
 def check_totals(counts: Counts, what: str = "RLE") -> None:

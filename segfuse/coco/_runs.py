@@ -33,15 +33,15 @@ class Runs(NamedTuple):
 
 def from_counts(counts: Counts) -> Runs:
     """Runs of the odd-position (set) counts; empty runs are dropped."""
-    local = local_index(counts.offsets)
+    first = counts.offsets[:-1]
     ends = np.cumsum(counts.counts)
-    owner = segment_ids(counts.offsets)
-    base = np.zeros(len(counts), dtype=np.int64)
-    nonempty = np.diff(counts.offsets) > 0
-    base[nonempty] = (ends - counts.counts)[counts.offsets[:-1][nonempty]]
-    keep = (local % 2 == 1) & (counts.counts > 0)
-    run_ends = ends[keep] - base[owner[keep]]
-    offsets = offsets_from_lengths(np.bincount(owner[keep], minlength=len(counts)))
+    odd = np.zeros(len(ends), dtype=bool)
+    odd[1::2] = True
+    odd ^= np.repeat((first & 1).astype(bool), np.diff(counts.offsets))
+    keep = np.flatnonzero(odd & (counts.counts > 0))
+    offsets = np.searchsorted(keep, counts.offsets)
+    before = np.r_[0, ends][first]
+    run_ends = ends[keep] - np.repeat(before, np.diff(offsets))
     return Runs(run_ends - counts.counts[keep], run_ends, offsets, counts.heights, counts.widths)
 
 
@@ -65,6 +65,15 @@ def to_counts(runs: Runs) -> Counts:
     out[slot + 1] = runs.ends - runs.starts
     out[offsets[1:][tail] - 1] = (total - last_end)[tail]
     return Counts(out, offsets, runs.heights, runs.widths)
+
+
+def concatenate(parts: list, heights: np.ndarray, widths: np.ndarray) -> Runs:
+    """Runs of the masks of ``parts`` in order, with the given (N,) heights and widths."""
+    if not parts:
+        return Runs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(1, np.int64), heights, widths)
+    lengths = np.concatenate([np.diff(p.offsets) for p in parts])
+    return Runs(np.concatenate([p.starts for p in parts]), np.concatenate([p.ends for p in parts]),
+                offsets_from_lengths(lengths), heights, widths)
 
 
 def areas(runs: Runs) -> np.ndarray:

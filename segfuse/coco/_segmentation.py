@@ -19,6 +19,8 @@ from segfuse.coco._boxes import box_polygons
 from segfuse.coco._polygon import rasterize
 from segfuse.coco._ragged import gather_segments, offsets_from_lengths
 
+CHUNK_CHARS = 1 << 20
+
 
 def to_runs(segmentations: Sequence, heights: np.ndarray, widths: np.ndarray, name: Callable[[int], str]) -> _runs.Runs:
     """N segmentation objects of images of size (heights[i], widths[i]) -> Runs of N masks."""
@@ -81,7 +83,15 @@ def _uncompressed_runs(rles, index, heights, widths, name) -> _runs.Runs:
 
 
 def _compressed_runs(rles, index, heights, widths, name) -> _runs.Runs:
+    """Decode compressed RLEs in chunks of about ``CHUNK_CHARS`` characters (bounded temporaries)."""
     strings = [r["counts"].encode("ascii", "replace") if isinstance(r["counts"], str) else r["counts"] for r in rles]
+    lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
+    cuts = np.unique(np.r_[0, np.searchsorted(np.cumsum(lengths), np.arange(1, lengths.sum() // CHUNK_CHARS + 1) * CHUNK_CHARS), len(strings)])
+    parts = [_decoded(strings[a:b], index[a:b], heights[a:b], widths[a:b], name) for a, b in zip(cuts[:-1], cuts[1:])]
+    return _runs.concatenate(parts, heights, widths)
+
+
+def _decoded(strings, index, heights, widths, name) -> _runs.Runs:
     try:
         counts = _counts.decode_strings(strings, heights, widths)
     except ValueError:
