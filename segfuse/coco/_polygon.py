@@ -18,9 +18,10 @@ from __future__ import annotations
 import numpy as np
 
 from segfuse.coco._ragged import offsets_from_lengths, segment_ids
-from segfuse.coco._runs import Runs
+from segfuse.coco._runs import Runs, concatenate
 
 _SCALE = 5
+CHUNK_POLYGONS = 4096
 
 
 def rasterize(coords: np.ndarray, offsets: np.ndarray, heights: np.ndarray, widths: np.ndarray) -> Runs:
@@ -31,9 +32,20 @@ def rasterize(coords: np.ndarray, offsets: np.ndarray, heights: np.ndarray, widt
         offsets: (N + 1,) int64 offsets into ``coords`` (pycocotools uses the first
             ``2 * (len // 2)`` numbers of each polygon).
         heights, widths: (N,) int64 image size of each polygon.
+
+    Polygons are processed ``CHUNK_POLYGONS`` at a time, which keeps the temporaries small.
     """
-    n = len(heights)
     heights, widths = np.asarray(heights, np.int64), np.asarray(widths, np.int64)
+    parts = []
+    for a in range(0, len(heights), CHUNK_POLYGONS):
+        b = min(a + CHUNK_POLYGONS, len(heights))
+        own = coords[offsets[a] : offsets[b]]
+        parts.append(_rasterize_chunk(own, offsets[a : b + 1] - offsets[a], heights[a:b], widths[a:b]))
+    return concatenate(parts, heights, widths)
+
+
+def _rasterize_chunk(coords: np.ndarray, offsets: np.ndarray, heights: np.ndarray, widths: np.ndarray) -> Runs:
+    n = len(heights)
     n_points = np.diff(offsets) // 2
     x, y, poly = _fine_vertices(coords, offsets, n_points)
     point_offsets = offsets_from_lengths(n_points)
@@ -120,7 +132,7 @@ def _toggles_to_runs(position, owner, heights, widths, n):
     """Pixel toggles -> Runs: toggles at one pixel cancel in pairs; the last run ends at h*w."""
     total = heights * widths
     block = offsets_from_lengths(total + 1)[:-1]
-    key = np.sort(position + block[owner])
+    key = np.sort(position + block[owner], kind="stable")  # timsort: ascending runs along each edge
     new = np.r_[True, key[1:] != key[:-1]] if len(key) else np.zeros(0, bool)
     first = np.flatnonzero(new)
     odd = (np.diff(np.r_[first, len(key)]) % 2) == 1
