@@ -53,3 +53,12 @@ def segmented_cumsum(values: np.ndarray, segment: np.ndarray) -> np.ndarray:
     first = np.flatnonzero(np.r_[True, segment[1:] != segment[:-1]])
     base = (total - values)[first]
     return total - np.repeat(base, np.diff(np.r_[first, len(values)]))
+
+
+def chunk_bounds(weights: np.ndarray, size: int) -> np.ndarray:
+    """Boundaries ``b`` (ascending, from 0 to n) splitting n items into consecutive groups
+    ``[b[j], b[j + 1])`` of about ``size`` total weight (an item heavier than ``size`` stands alone)."""
+    total = np.cumsum(weights)
+    last = int(total[-1]) if len(total) else 0
+    cuts = np.searchsorted(total, np.arange(1, last // size + 1) * size, side="right")
+    return np.unique(np.r_[0, cuts, len(weights)]).astype(np.int64)

@@ -15,7 +15,10 @@ from typing import NamedTuple
 import numpy as np
 
 from segfuse.coco._counts import Counts
-from segfuse.coco._ragged import gather_segments, local_index, offsets_from_lengths, segment_ids, segment_sums
+from segfuse.coco._ragged import (chunk_bounds, gather_segments, local_index, offsets_from_lengths, segment_ids,
+                                  segment_sums)
+
+CHUNK_RUNS = 1 << 18
 
 
 class Runs(NamedTuple):
@@ -83,22 +86,31 @@ def areas(runs: Runs) -> np.ndarray:
 
 def boxes(runs: Runs) -> np.ndarray:
     """(N, 4) float64 tight [x, y, w, h] boxes (a run crossing columns spans all rows, as in
-    pycocotools); [0, 0, 0, 0] for an empty mask."""
+    pycocotools); [0, 0, 0, 0] for an empty mask. Computed ``CHUNK_RUNS`` runs at a time."""
     out = np.zeros((len(runs), 4), dtype=np.float64)
-    has = np.diff(runs.offsets) > 0
-    if not has.any():
-        return out
-    owner = segment_ids(runs.offsets)
-    h = runs.heights[owner]
-    x0, y0 = np.divmod(runs.starts, h)
-    x1, y1 = np.divmod(runs.ends - 1, h)
+    bounds = chunk_bounds(np.diff(runs.offsets), CHUNK_RUNS)
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        first, stop = runs.offsets[a], runs.offsets[b]
+        out[a:b] = _chunk_boxes(runs.starts[first:stop], runs.ends[first:stop], runs.offsets[a : b + 1] - first,
+                                runs.heights[a:b])
+    return out
+
+
+def _chunk_boxes(starts, ends, offsets, heights) -> np.ndarray:
+    """Boxes of one chunk; columns by float division, exact as floor(a / h) = a // h for a + h < 2^53."""
+    out = np.zeros((len(heights), 4), dtype=np.float64)
+    has = np.diff(offsets) > 0
+    h = np.repeat(heights.astype(np.float64), np.diff(offsets))
+    x0 = np.floor(starts / h)
+    x1 = np.floor((ends - 1) / h)
     crossing = x1 > x0
-    y0 = np.where(crossing, 0, y0)
-    y1 = np.where(crossing, h - 1, y1)
-    first = runs.offsets[:-1][has]
-    xs, xe = np.minimum.reduceat(x0, first), np.maximum.reduceat(x1, first)
-    ys, ye = np.minimum.reduceat(y0, first), np.maximum.reduceat(y1, first)
-    out[has] = np.stack([xs, ys, xe - xs + 1, ye - ys + 1], axis=1)
+    y0 = np.where(crossing, 0, starts - x0 * h)
+    y1 = np.where(crossing, h - 1, ends - 1 - x1 * h)
+    first, last = offsets[:-1][has], offsets[1:][has] - 1
+    if len(first):
+        xs, xe = x0[first], x1[last]
+        ys, ye = np.minimum.reduceat(y0, first), np.maximum.reduceat(y1, first)
+        out[has] = np.stack([xs, ys, xe - xs + 1, ye - ys + 1], axis=1)
     return out
 
 
@@ -137,17 +149,31 @@ def pair_intersections(a: Runs, ia: np.ndarray, b: Runs, ib: np.ndarray) -> np.n
 
 
 def _covered(ref: Runs, iref: np.ndarray, walk: Runs, iwalk: np.ndarray) -> np.ndarray:
-    """Sum over the runs of walk[iwalk[p]] of the pixels ref[iref[p]] sets inside them."""
-    if not len(iref):
-        return np.zeros(0, dtype=np.int64)
-    block = offsets_from_lengths(ref.heights * ref.widths + 1)[:-1]
-    owner = segment_ids(ref.offsets)
-    lengths = ref.ends - ref.starts
-    starts = np.r_[-1, ref.starts + block[owner]]
-    lengths = np.r_[0, lengths]
+    """Sum over the runs of walk[iwalk[p]] of the pixels ref[iref[p]] sets inside them.
+
+    Pairs are taken in ascending ``iref`` (so searchsorted queries ascend) and in chunks of
+    about ``CHUNK_RUNS`` runs, each against a table of only the ref masks it needs.
+    """
+    out = np.zeros(len(iref), dtype=np.int64)
+    order = np.argsort(iref, kind="stable")
+    weight = np.diff(walk.offsets)[iwalk[order]] + np.diff(ref.offsets)[iref[order]]
+    bounds = chunk_bounds(weight, CHUNK_RUNS)
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        out[order[a:b]] = _covered_chunk(ref, iref[order[a:b]], walk, iwalk[order[a:b]])
+    return out
+
+
+def _covered_chunk(ref: Runs, iref: np.ndarray, walk: Runs, iwalk: np.ndarray) -> np.ndarray:
+    """``_covered`` for pairs sorted by ``iref``: ref masks are laid end to end (gaps of one pixel)."""
+    new = np.r_[True, iref[1:] != iref[:-1]]
+    masks, local = iref[new], np.cumsum(new) - 1
+    flat, owner = gather_segments(ref.offsets, masks)
+    block = offsets_from_lengths(ref.heights[masks] * ref.widths[masks] + 1)[:-1]
+    starts = np.r_[-1, ref.starts[flat] + block[owner]]
+    lengths = np.r_[0, ref.ends[flat] - ref.starts[flat]]
     before = np.cumsum(lengths) - lengths
     runs, pair = gather_segments(walk.offsets, iwalk)
-    shift = block[iref[pair]]
+    shift = block[local[pair]]
 
     def coverage(position):
         k = np.searchsorted(starts, position, side="right") - 1

@@ -17,7 +17,7 @@ import numpy as np
 from segfuse.coco import _counts, _runs
 from segfuse.coco._boxes import box_polygons
 from segfuse.coco._polygon import rasterize
-from segfuse.coco._ragged import gather_segments, offsets_from_lengths
+from segfuse.coco._ragged import chunk_bounds, gather_segments, offsets_from_lengths
 
 CHUNK_CHARS = 1 << 20
 
@@ -86,7 +86,7 @@ def _compressed_runs(rles, index, heights, widths, name) -> _runs.Runs:
     """Decode compressed RLEs in chunks of about ``CHUNK_CHARS`` characters (bounded temporaries)."""
     strings = [r["counts"].encode("ascii", "replace") if isinstance(r["counts"], str) else r["counts"] for r in rles]
     lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
-    cuts = np.unique(np.r_[0, np.searchsorted(np.cumsum(lengths), np.arange(1, lengths.sum() // CHUNK_CHARS + 1) * CHUNK_CHARS), len(strings)])
+    cuts = chunk_bounds(lengths, CHUNK_CHARS)
     parts = [_decoded(strings[a:b], index[a:b], heights[a:b], widths[a:b], name) for a, b in zip(cuts[:-1], cuts[1:])]
     return _runs.concatenate(parts, heights, widths)
 
