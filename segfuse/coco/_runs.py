@@ -15,8 +15,14 @@ from typing import NamedTuple
 import numpy as np
 
 from segfuse.coco._counts import Counts
-from segfuse.coco._ragged import (chunk_bounds, gather_segments, local_index, offsets_from_lengths, segment_ids,
-                                  segment_sums)
+from segfuse.coco._ragged import (
+    chunk_bounds,
+    gather_segments,
+    local_index,
+    offsets_from_lengths,
+    segment_ids,
+    segment_sums,
+)
 
 CHUNK_RUNS = 1 << 18
 
@@ -74,6 +80,8 @@ def concatenate(parts: list, heights: np.ndarray, widths: np.ndarray) -> Runs:
     """Runs of the masks of ``parts`` in order, with the given (N,) heights and widths."""
     if not parts:
         return Runs(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(1, np.int64), heights, widths)
+    if len(parts) == 1:
+        return Runs(parts[0].starts, parts[0].ends, parts[0].offsets, heights, widths)
     lengths = np.concatenate([np.diff(p.offsets) for p in parts])
     return Runs(np.concatenate([p.starts for p in parts]), np.concatenate([p.ends for p in parts]),
                 offsets_from_lengths(lengths), heights, widths)

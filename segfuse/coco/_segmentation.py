@@ -114,6 +114,8 @@ def _checked(counts: _counts.Counts, index, name) -> _runs.Runs:
 def _assemble(parts, owners, heights, widths) -> _runs.Runs:
     """Concatenate Runs parts whose masks belong to annotations ``owners`` into annotation order."""
     owner = np.concatenate(owners)
+    if np.array_equal(owner, np.arange(len(heights))):  # already in order: no gather
+        return _runs.concatenate([p for p, o in zip(parts, owners) if len(o)], heights, widths)
     lengths = np.concatenate([np.diff(p.offsets) for p in parts])
     starts = np.concatenate([p.starts for p in parts])
     ends = np.concatenate([p.ends for p in parts])
