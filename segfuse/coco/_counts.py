@@ -64,7 +64,11 @@ def decode_strings(strings: Sequence[bytes], heights, widths) -> Counts:
     ``'P'`` (continuation bit 0x20 clear), so counts and strings line up without a loop.
     """
     lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
-    chars = np.frombuffer(b"".join(strings), dtype=np.uint8)
+    return decode_joined(np.frombuffer(b"".join(strings), dtype=np.uint8), lengths, heights, widths)
+
+
+def decode_joined(chars: np.ndarray, lengths: np.ndarray, heights, widths) -> Counts:
+    """``decode_strings`` of the strings laid end to end in ``chars`` (uint8) with (N,) ``lengths``."""
     if len(chars) and (chars.min() < 48 or chars.max() > 111):
         raise ValueError("malformed compressed RLE: characters must be in '0'..'o' (48..111)")
     string_offsets = offsets_from_lengths(lengths)

@@ -71,8 +71,7 @@ def load_ground_truth(source, iou_type: str) -> tuple[Catalog, Instances]:
         raise ValueError("ground truth must be a COCO dict with 'images', 'annotations' and 'categories'")
     catalog = _catalog(data["images"], data["categories"])
     anns = data["annotations"]
-    for i, ann in enumerate(anns):
-        _require(ann, ("id", "image_id", "category_id", "area"), f"ground-truth annotation #{i}")
+    _require_each(anns, ("id", "image_id", "category_id", "area"), "ground-truth annotation #{}")
     ids = np.array([a["id"] for a in anns], dtype=np.int64)
     _unique(ids, "ground-truth annotation ids")
     name = lambda i: f"ground-truth annotation id={anns[i]['id']}"  # noqa: E731
@@ -89,8 +88,7 @@ def load_results(source, catalog: Catalog, iou_type: str) -> Instances:
         anns = anns["annotations"]
     if not isinstance(anns, list) or not all(isinstance(a, dict) for a in anns):
         raise ValueError("results must be a list of result dicts (or a COCO dict with 'annotations')")
-    for i, ann in enumerate(anns):
-        _require(ann, ("image_id", "category_id", "score"), f"result #{i}")
+    _require_each(anns, ("image_id", "category_id", "score"), "result #{}")
     name = lambda i: f"result #{i} (image_id={anns[i]['image_id']})"  # noqa: E731
     image, category = _indices(anns, catalog, name, "results")
     n = len(anns)
@@ -103,7 +101,8 @@ def load_results(source, catalog: Catalog, iou_type: str) -> Instances:
         if iou_type == "bbox":
             dt.boxes = boxes
         else:
-            segms = [a.get("segmentation", _box_polygon(b)) for a, b in zip(anns, boxes.tolist())]
+            segms = [a["segmentation"] if "segmentation" in a else _box_polygon(boxes[i].tolist())
+                     for i, a in enumerate(anns)]
             dt.masks = to_runs(segms, catalog.heights[image], catalog.widths[image], name)
         return dt
     if n and "segmentation" not in anns[0]:
@@ -169,6 +168,13 @@ def _add_geometry(gt: Instances, anns, catalog: Catalog, iou_type: str, name) ->
 
 
 def _boxes(anns, name, fallback=None) -> np.ndarray:
+    """(n, 4) float64 "bbox" fields; one array conversion unless some entry needs a fallback or a message."""
+    try:
+        boxes = np.array([ann.get("bbox") for ann in anns], dtype=np.float64)
+        if boxes.shape == (len(anns), 4):
+            return boxes
+    except (TypeError, ValueError):
+        pass
     boxes = np.zeros((len(anns), 4), dtype=np.float64)
     for i, ann in enumerate(anns):
         box = ann.get("bbox")
@@ -192,6 +198,14 @@ def _box_polygon(box) -> list:
     x1, y1 = box[0], box[1]
     x2, y2 = box[0] + box[2], box[1] + box[3]
     return [[x1, y1, x1, y2, x2, y2, x2, y1]]
+
+
+def _require_each(objs, keys, what: str) -> None:
+    """``_require`` for every object (``what`` formatted with its index), with one cheap pass when all are fine."""
+    needed = set(keys)
+    for i, obj in enumerate(objs):
+        if not isinstance(obj, dict) or not needed <= obj.keys():
+            _require(obj, keys, what.format(i))
 
 
 def _require(obj, keys, what: str) -> None:

@@ -84,20 +84,28 @@ def _uncompressed_runs(rles, index, heights, widths, name) -> _runs.Runs:
 
 def _compressed_runs(rles, index, heights, widths, name) -> _runs.Runs:
     """Decode compressed RLEs in chunks of about ``CHUNK_CHARS`` characters (bounded temporaries)."""
-    strings = [r["counts"].encode("ascii", "replace") if isinstance(r["counts"], str) else r["counts"] for r in rles]
-    lengths = np.fromiter(map(len, strings), dtype=np.int64, count=len(strings))
+    fields = [r["counts"] for r in rles]
+    lengths = np.fromiter(map(len, fields), dtype=np.int64, count=len(fields))
+    try:
+        joined = "".join(fields).encode("ascii", "replace")  # str counts: one encode for all
+    except TypeError:
+        joined = b"".join(f.encode("ascii", "replace") if isinstance(f, str) else f for f in fields)
+    chars = np.frombuffer(joined, dtype=np.uint8)
+    offsets = offsets_from_lengths(lengths)
     cuts = chunk_bounds(lengths, CHUNK_CHARS)
-    parts = [_decoded(strings[a:b], index[a:b], heights[a:b], widths[a:b], name) for a, b in zip(cuts[:-1], cuts[1:])]
+    parts = [_decoded(chars[offsets[a] : offsets[b]], lengths[a:b], index[a:b], heights[a:b], widths[a:b], name)
+             for a, b in zip(cuts[:-1], cuts[1:])]
     return _runs.concatenate(parts, heights, widths)
 
 
-def _decoded(strings, index, heights, widths, name) -> _runs.Runs:
+def _decoded(chars, lengths, index, heights, widths, name) -> _runs.Runs:
     try:
-        counts = _counts.decode_strings(strings, heights, widths)
+        counts = _counts.decode_joined(chars, lengths, heights, widths)
     except ValueError:
-        for i, string in zip(index, strings):
+        offsets = offsets_from_lengths(lengths)
+        for j, i in enumerate(index):
             try:
-                _counts.decode_strings([string], [1], [1])
+                _counts.decode_strings([chars[offsets[j] : offsets[j + 1]].tobytes()], [1], [1])
             except ValueError as error:
                 raise ValueError(f"{name(i)}: {error}") from None
         raise
