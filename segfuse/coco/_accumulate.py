@@ -77,12 +77,13 @@ def _curves(tp, fp, category, scores, n_positive, recall_thresholds):
 
 def _segment_cumsum(flags: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     """Cumulative count along the last axis restarting at each segment, as float64."""
-    total = np.cumsum(flags, axis=-1, dtype=np.int64)
+    total = np.cumsum(flags, axis=-1, dtype=np.int32 if flags.shape[-1] < 2**31 else np.int64)
     lengths = np.diff(offsets)
-    base = np.zeros(flags.shape[:-1] + (len(lengths),), dtype=np.int64)
+    base = np.zeros(flags.shape[:-1] + (len(lengths),), dtype=total.dtype)
     starts = offsets[:-1][lengths > 0]
-    base[..., lengths > 0] = (total - flags)[..., starts]
-    return (total - np.repeat(base, lengths, axis=-1)).astype(np.float64)
+    base[..., lengths > 0] = total[..., starts] - flags[..., starts]
+    total -= np.repeat(base, lengths, axis=-1)
+    return total.astype(np.float64)
 
 
 def _suffix_max(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
