@@ -4,8 +4,8 @@ Convention: mask i of height h and width w is the union of half-open runs
 ``[starts[r], ends[r])`` of column-major pixel indices (``x * h + y``), sorted, disjoint,
 non-empty, for r in ``[offsets[i], offsets[i + 1])``. This is the evaluation's working
 form: the intersection of two masks is the sum over one mask's runs of the other mask's
-coverage, found with one ``searchsorted`` over all pairs at once, so no mask is ever
-decoded to pixels.
+coverage, found with ``searchsorted`` over chunks of many pairs at once, so no mask is
+ever decoded to pixels.
 """
 
 from __future__ import annotations
