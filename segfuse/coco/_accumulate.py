@@ -17,6 +17,8 @@ import numpy as np
 
 from segfuse.coco._ragged import offsets_from_lengths
 
+CHUNK_ELEMENTS = 1 << 19
+
 
 def accumulate(tp: np.ndarray, fp: np.ndarray, dt_category: np.ndarray, order: np.ndarray, dt_rank: np.ndarray,
                scores: np.ndarray, n_positive: np.ndarray, max_dets, recall_thresholds: np.ndarray):
@@ -47,43 +49,85 @@ def accumulate(tp: np.ndarray, fp: np.ndarray, dt_category: np.ndarray, order: n
 
 
 def _curves(tp, fp, category, scores, n_positive, recall_thresholds):
-    """One cap: q, s (A, T, R, K) and recall (A, T, K) for detections sorted by category."""
+    """One cap: q, s (A, T, R, K) and recall (A, T, K) for detections sorted by category.
+
+    Rows (area, threshold) are handled in blocks of about ``CHUNK_ELEMENTS`` flags.
+    """
     n_areas, n_thr, n = tp.shape
     n_cat, n_rec = n_positive.shape[0], len(recall_thresholds)
     rows = n_areas * n_thr
     offsets = offsets_from_lengths(np.bincount(category, minlength=n_cat))
-    tp_sum = _segment_cumsum(tp.reshape(rows, n), offsets)
-    fp_sum = _segment_cumsum(fp.reshape(rows, n), offsets)
     positives = np.repeat(np.maximum(n_positive, 1).T[:, None, :], n_thr, axis=1).reshape(rows, n_cat)
-    rc = tp_sum / positives[:, category]
-    envelope = _suffix_max(tp_sum / (fp_sum + tp_sum + np.spacing(1)), offsets)
-    reached = np.searchsorted(recall_thresholds, rc.reshape(-1), side="right").reshape(rows, n)
-    before = np.zeros_like(reached)
-    before[:, 1:] = reached[:, :-1]
-    before[:, offsets[:-1][np.diff(offsets) > 0]] = 0
-    row, col = np.nonzero(reached > before)
-    gain = (reached - before)[row, col]
-    step = np.arange(gain.sum()) - np.repeat(offsets_from_lengths(gain)[:-1], gain)
-    slot = (np.repeat(row * n_rec + before[row, col], gain) + step) * n_cat + np.repeat(category[col], gain)
-    q, s = np.zeros(rows * n_rec * n_cat), np.zeros(rows * n_rec * n_cat)
-    q[slot] = np.repeat(envelope[row, col], gain)
-    s[slot] = np.repeat(scores[col], gain)
+    need = _counts_needed(positives, recall_thresholds)
+    q, s = np.zeros((rows, n_rec, n_cat)), np.zeros((rows, n_rec, n_cat))
     recall = np.zeros((rows, n_cat))
-    has = np.diff(offsets) > 0
-    recall[:, has] = rc[:, offsets[1:][has] - 1]
+    tp, fp = tp.reshape(rows, n), fp.reshape(rows, n)
+    step = max(1, CHUNK_ELEMENTS // max(n, 1))
+    for a in range(0, rows, step):
+        b = min(a + step, rows)
+        q[a:b], s[a:b], recall[a:b] = _row_block(_segment_cumsum(tp[a:b], offsets), _segment_cumsum(fp[a:b], offsets),
+                                                 category, offsets, scores, positives[a:b], need[a:b])
     shape = (n_areas, n_thr, n_rec, n_cat)
     return q.reshape(shape), s.reshape(shape), recall.reshape(n_areas, n_thr, n_cat)
 
 
+def _counts_needed(positives: np.ndarray, recall_thresholds: np.ndarray) -> np.ndarray:
+    """(B, R, K) smallest integer c with the float ``c / positives`` >= each recall threshold.
+
+    So the first detection with recall >= r (pycocotools' searchsorted(rc, r, "left")) is
+    the first whose TP count reaches c, found exactly on integers.
+    """
+    p = positives[:, None, :].astype(np.float64)
+    c = np.ceil(recall_thresholds[None, :, None] * p).astype(np.int64)
+    while True:
+        lower = (c > 0) & ((c - 1) / p >= recall_thresholds[None, :, None])
+        higher = c / p < recall_thresholds[None, :, None]
+        if not (lower.any() or higher.any()):
+            return c
+        c = c - lower + higher
+
+
+def _row_block(tp_sum, fp_sum, category, offsets, scores, positives, need):
+    """q, s (B, R, K) and recall (B, K) of B rows from their per-category TP / FP counts (B, n).
+
+    Sample points: the first detection of each (row, category) whose TP count reaches
+    ``need`` (one searchsorted over a key increasing along the flattened rows). Precision
+    is made non-increasing only at those points: the maximum of each piece between
+    consecutive points, then a suffix maximum over the few pieces of each segment.
+    """
+    n_rows, n = tp_sum.shape
+    n_cat = len(offsets) - 1
+    segment = np.arange(n_rows)[:, None] * n_cat + np.arange(n_cat)[None, :]
+    key = (np.arange(n_rows)[:, None] * n_cat + category[None, :]) * (n + 1) + tp_sum
+    query = segment[:, None, :] * (n + 1) + np.minimum(need, n + 1)
+    at = np.searchsorted(key.reshape(-1), query.reshape(-1)).reshape(query.shape)
+    row_start = np.arange(n_rows)[:, None, None] * n
+    hit = at < row_start + offsets[1:][None, None, :]
+    precision = (tp_sum / (fp_sum + tp_sum + np.spacing(1))).reshape(-1)
+    nonempty = (np.arange(n_rows)[:, None] * n + offsets[:-1][None, :])[:, np.diff(offsets) > 0].reshape(-1)
+    cuts = np.unique(np.r_[nonempty, at[hit]])
+    piece_segment = np.searchsorted(nonempty, cuts, side="right") - 1
+    pieces = np.maximum.reduceat(precision, cuts) if len(cuts) else precision[:0]
+    envelope = _suffix_max(pieces[None, :], offsets_from_lengths(np.bincount(piece_segment, minlength=len(nonempty))))[0]
+    q, s = np.zeros(at.shape), np.zeros(at.shape)
+    q[hit] = envelope[np.searchsorted(cuts, at[hit])]
+    s[hit] = scores[at[hit] % n] if n else 0
+    recall = np.zeros((n_rows, n_cat))
+    has = np.diff(offsets) > 0
+    recall[:, has] = tp_sum[:, offsets[1:][has] - 1] / positives[:, has]
+    return q, s, recall
+
+
 def _segment_cumsum(flags: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Cumulative count along the last axis restarting at each segment, as float64."""
-    total = np.cumsum(flags, axis=-1, dtype=np.int32 if flags.shape[-1] < 2**31 else np.int64)
+    """Cumulative count along the last axis restarting at each segment (int32, int64 for huge rows)."""
+    total = flags.astype(np.int32 if flags.shape[-1] < 2**31 else np.int64)
+    np.cumsum(total, axis=-1, out=total)  # cast first: a casting cumsum is several times slower
     lengths = np.diff(offsets)
     base = np.zeros(flags.shape[:-1] + (len(lengths),), dtype=total.dtype)
     starts = offsets[:-1][lengths > 0]
     base[..., lengths > 0] = total[..., starts] - flags[..., starts]
     total -= np.repeat(base, lengths, axis=-1)
-    return total.astype(np.float64)
+    return total
 
 
 def _suffix_max(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:

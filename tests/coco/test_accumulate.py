@@ -1,0 +1,30 @@
+"""Accumulation internals that must equal pycocotools' float searches exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from segfuse.coco import _accumulate, evaluate
+from segfuse.coco._params import recall_thresholds
+from tests.coco.helpers import make_dataset, reference_eval
+from tests.coco.test_evaluate import assert_same
+
+
+def test_counts_needed_equal_searchsorted_on_float_recall():
+    """c = first TP count whose float recall c / P reaches each threshold (pycocotools' side="left")."""
+    positives = np.arange(1, 1201).reshape(-1, 1)
+    thresholds = np.r_[recall_thresholds(), 0.1 + 0.2, 1 / 3, 2 / 3]
+    need = _accumulate._counts_needed(positives, thresholds)
+    for p in range(1, 1201):
+        recall = np.arange(p + 1) / p
+        np.testing.assert_array_equal(need[p - 1, :, 0], np.searchsorted(recall, thresholds, side="left"))
+
+
+@pytest.mark.parametrize("chunk", [1, 37, 1 << 19])
+@pytest.mark.parametrize("iou_type", ["segm", "bbox"])
+def test_row_blocks_of_any_size_match_pycocotools(monkeypatch, chunk, iou_type):
+    monkeypatch.setattr(_accumulate, "CHUNK_ELEMENTS", chunk)
+    gt, dt = make_dataset(7, n_images=10)
+    assert_same(evaluate(gt, dt, iou_type, max_dets=(1, 4, 100)),
+                reference_eval(gt, dt, iou_type, max_dets=[1, 4, 100]))
