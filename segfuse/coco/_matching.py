@@ -6,19 +6,33 @@ are always free) with IoU >= min(t, 1 - 1e-10), a non-ignored one if any, else a
 one, the highest IoU, and on ties the later one in annotation order. A ground truth is
 ignored when it is a crowd region or its area is outside the range.
 
-Vectorised: candidate (pair, t, area range) triples are sorted once by (detection rank,
-problem, non-ignored, IoU, gt index), so at each rank the choice of every problem is the
-last still-free candidate of its block; the Python loop runs over ranks (<= max_dets), not
-over images, categories, thresholds or pairs.
+Vectorised: the candidate (detection, ground truth) pairs are sorted once by (detection
+rank, detection, IoU, gt index). With the thresholds ascending, the thresholds a pair passes
+form a prefix, so the candidates of each (detection, threshold) block are a suffix of the
+detection's pairs and the blocks are laid out without sorting the expanded triples. The
+Python loop runs over ranks (<= max_dets) and area ranges, not over images, categories,
+thresholds or pairs; at each step every block takes its last still-free non-ignored
+candidate, else its last still-free one.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
 from segfuse.coco._overlap import Pairs
+from segfuse.coco._ragged import offsets_from_lengths
+
+
+class Candidates(NamedTuple):
+    """C candidate triples ordered by (rank, detection, threshold, IoU, gt); ``rank_bounds`` splits ranks."""
+
+    dt: np.ndarray
+    gt: np.ndarray
+    thr: np.ndarray
+    block: np.ndarray
+    rank_bounds: np.ndarray
 
 
 def greedy_match(pairs: Pairs, dt_rank: np.ndarray, gt_ignore: np.ndarray, gt_crowd: np.ndarray,
@@ -30,36 +44,54 @@ def greedy_match(pairs: Pairs, dt_rank: np.ndarray, gt_ignore: np.ndarray, gt_cr
         dt_rank: (D,) rank of each detection in its cell by descending score.
         gt_ignore: (A, G) bool, ground truth ignored in each area range.
         gt_crowd: (G,) bool.
-        thresholds: (T,) IoU thresholds.
+        thresholds: (T,) IoU thresholds, any order.
     """
     n_areas, n_gt = gt_ignore.shape
     n_thr, n_dt = len(thresholds), len(dt_rank)
-    matched_gt = np.full(n_areas * n_thr * n_dt, -1, dtype=np.int64)
-    pair, thr, area = _candidates(pairs.iou, np.minimum(thresholds, 1 - 1e-10), n_areas)
-    d, g, iou = pairs.dt[pair], pairs.gt[pair], pairs.iou[pair]
-    problem = area * n_thr + thr
-    slot = problem * n_dt + d
-    state = problem * n_gt + g
-    rank = dt_rank[d]
-    block = (rank * (n_areas * n_thr * n_dt) + slot) * 2 + ~gt_ignore[area, g]
-    order = np.lexsort((g, iou, block))
-    slot, state, g, crowd, rank = slot[order], state[order], g[order], gt_crowd[g[order]], rank[order]
+    matched = np.full(n_areas * n_thr * n_dt, -1, dtype=np.int64)
+    by_threshold = np.argsort(thresholds, kind="stable")
+    c = _candidates(pairs, dt_rank, np.minimum(thresholds, 1 - 1e-10)[by_threshold])
+    state, crowd, slot = c.thr * n_gt + c.gt, gt_crowd[c.gt], by_threshold[c.thr] * n_dt + c.dt
     taken = np.zeros(n_areas * n_thr * n_gt, dtype=bool)
-    bounds = np.flatnonzero(np.r_[True, rank[1:] != rank[:-1], True]) if len(rank) else [0]
-    for start, stop in zip(bounds[:-1], bounds[1:]):
-        free = start + np.flatnonzero(~taken[state[start:stop]] | crowd[start:stop])
-        block = slot[free]
-        chosen = free[np.r_[block[1:] != block[:-1], True]] if len(free) else free
-        taken[state[chosen]] = True
-        matched_gt[slot[chosen]] = g[chosen]
+    for start, stop in zip(c.rank_bounds[:-1], c.rank_bounds[1:]):
+        for a in range(n_areas):
+            shift = a * n_thr * n_gt
+            chosen = start + _choose(taken[state[start:stop] + shift] & ~crowd[start:stop],
+                                     ~gt_ignore[a, c.gt[start:stop]], c.block[start:stop])
+            taken[state[chosen] + shift] = True
+            matched[a * n_thr * n_dt + slot[chosen]] = c.gt[chosen]
         advance(1)
-    return matched_gt.reshape(n_areas, n_thr, n_dt)
+    return matched.reshape(n_areas, n_thr, n_dt)
 
 
-def _candidates(iou: np.ndarray, thresholds: np.ndarray, n_areas: int):
-    """(pair, threshold, area) index triples with iou[pair] >= thresholds[threshold]."""
-    maybe = np.flatnonzero(iou >= thresholds.min())
-    pair, thr = np.nonzero(iou[maybe, None] >= thresholds[None, :])
-    pair = maybe[pair]
-    area = np.repeat(np.arange(n_areas), len(pair))
-    return np.tile(pair, n_areas), np.tile(thr, n_areas), area
+def _choose(busy: np.ndarray, preferred: np.ndarray, block: np.ndarray) -> np.ndarray:
+    """Per block (contiguous ids), the last free preferred position, else the last free one."""
+    free = np.flatnonzero(~busy)
+    if not len(free):
+        return free
+    owner = block[free]
+    heads = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    key = free + preferred[free] * len(busy)
+    return np.maximum.reduceat(key, heads) % len(busy)
+
+
+def _candidates(pairs: Pairs, dt_rank: np.ndarray, thresholds: np.ndarray) -> Candidates:
+    """Candidate triples for ascending ``thresholds``: pair p passes thresholds [0, passed[p])."""
+    keep = np.flatnonzero(pairs.iou >= thresholds[0]) if len(thresholds) else np.zeros(0, np.int64)
+    d, g, iou = pairs.dt[keep], pairs.gt[keep], pairs.iou[keep]
+    order = np.lexsort((g, iou, d, dt_rank[d]))
+    d, g, iou = d[order], g[order], iou[order]
+    passed = np.searchsorted(thresholds, iou, side="right")
+    new = np.r_[True, d[1:] != d[:-1]] if len(d) else np.zeros(0, bool)
+    group = np.cumsum(new) - 1
+    group_end = np.r_[np.flatnonzero(new)[1:], len(d)] if len(d) else np.zeros(0, np.int64)
+    n_thr = len(thresholds)
+    key = group * (n_thr + 1) + passed
+    wanted = (np.arange(len(group_end))[:, None] * (n_thr + 1) + np.arange(1, n_thr + 1)[None, :]).reshape(-1)
+    first = np.searchsorted(key, wanted, side="left")
+    lengths = np.repeat(group_end, n_thr) - first
+    block = np.repeat(np.arange(len(first)), lengths)
+    flat = np.repeat(first, lengths) + np.arange(len(block)) - np.repeat(offsets_from_lengths(lengths)[:-1], lengths)
+    rank = dt_rank[d[flat]]
+    rank_bounds = np.flatnonzero(np.r_[True, rank[1:] != rank[:-1], True]) if len(rank) else np.zeros(1, np.int64)
+    return Candidates(d[flat], g[flat], block % max(n_thr, 1), block, rank_bounds)
