@@ -13,6 +13,8 @@ ground truth whose id is 0 counts as unmatched.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from segfuse.coco._ragged import offsets_from_lengths
@@ -37,42 +39,44 @@ def accumulate(tp: np.ndarray, fp: np.ndarray, dt_category: np.ndarray, order: n
     precision = np.empty((len(max_dets), n_areas, n_thr, n_rec, n_cat))
     score_at = np.empty_like(precision)
     recall = np.empty((len(max_dets), n_areas, n_thr, n_cat))
+    need = np.ascontiguousarray(_counts_needed(np.maximum(n_positive, 1).T, recall_thresholds).transpose(0, 2, 1))
     for m, max_det in enumerate(max_dets):
         chosen = order[dt_rank[order] < max_det]
         precision[m], score_at[m], recall[m] = _curves(tp[:, :, chosen], fp[:, :, chosen], dt_category[chosen],
-                                                       scores[chosen], n_positive, recall_thresholds)
-    absent = (n_positive == 0).T
-    precision[:, absent[:, None, None, :].repeat(n_thr, 1).repeat(n_rec, 2)] = -1
-    score_at[:, absent[:, None, None, :].repeat(n_thr, 1).repeat(n_rec, 2)] = -1
-    recall[:, absent[:, None, :].repeat(n_thr, 1)] = -1
+                                                       scores[chosen], n_positive, need)
+    for a, absent in enumerate((n_positive == 0).T):
+        precision[:, a, ..., absent] = -1
+        score_at[:, a, ..., absent] = -1
+        recall[:, a, ..., absent] = -1
     return precision.transpose(2, 3, 4, 1, 0), recall.transpose(2, 3, 1, 0), score_at.transpose(2, 3, 4, 1, 0)
 
 
-def _curves(tp, fp, category, scores, n_positive, recall_thresholds):
+def _curves(tp, fp, category, scores, n_positive, need):
     """One cap: q, s (A, T, R, K) and recall (A, T, K) for detections sorted by category.
 
+    ``need`` (A, K, R): TP counts reaching each recall threshold (``_counts_needed``).
     Rows (area, threshold) are handled in blocks of about ``CHUNK_ELEMENTS`` flags.
     """
     n_areas, n_thr, n = tp.shape
-    n_cat, n_rec = n_positive.shape[0], len(recall_thresholds)
+    n_cat, n_rec = n_positive.shape[0], need.shape[2]
     rows = n_areas * n_thr
     offsets = offsets_from_lengths(np.bincount(category, minlength=n_cat))
     positives = np.repeat(np.maximum(n_positive, 1).T[:, None, :], n_thr, axis=1).reshape(rows, n_cat)
-    need = _counts_needed(positives, recall_thresholds)
-    q, s = np.zeros((rows, n_rec, n_cat)), np.zeros((rows, n_rec, n_cat))
-    recall = np.zeros((rows, n_cat))
+    q, s = np.empty((rows, n_rec, n_cat)), np.empty((rows, n_rec, n_cat))
+    recall = np.empty((rows, n_cat))
     tp, fp = tp.reshape(rows, n), fp.reshape(rows, n)
     step = max(1, CHUNK_ELEMENTS // max(n, 1))
     for a in range(0, rows, step):
         b = min(a + step, rows)
-        q[a:b], s[a:b], recall[a:b] = _row_block(_segment_cumsum(tp[a:b], offsets), _segment_cumsum(fp[a:b], offsets),
-                                                 category, offsets, scores, positives[a:b], need[a:b])
+        flags = Flags(tp[a:b], _segment_cumsum(tp[a:b], offsets), _segment_cumsum(fp[a:b], offsets))
+        _row_block(flags, category, offsets, scores, positives[a:b], need[np.arange(a, b) // n_thr],
+                   q[a:b], s[a:b], recall[a:b])
     shape = (n_areas, n_thr, n_rec, n_cat)
     return q.reshape(shape), s.reshape(shape), recall.reshape(n_areas, n_thr, n_cat)
 
 
 def _counts_needed(positives: np.ndarray, recall_thresholds: np.ndarray) -> np.ndarray:
-    """(B, R, K) smallest integer c with the float ``c / positives`` >= each recall threshold.
+    """(B, R, K) smallest integer c with the float ``c / positives`` (B, K) >= each recall threshold.
 
     So the first detection with recall >= r (pycocotools' searchsorted(rc, r, "left")) is
     the first whose TP count reaches c, found exactly on integers.
@@ -87,35 +91,70 @@ def _counts_needed(positives: np.ndarray, recall_thresholds: np.ndarray) -> np.n
         c = c - lower + higher
 
 
-def _row_block(tp_sum, fp_sum, category, offsets, scores, positives, need):
-    """q, s (B, R, K) and recall (B, K) of B rows from their per-category TP / FP counts (B, n).
+class Flags(NamedTuple):
+    """B rows of n detections: TP flags (bool) and per-category running TP / FP counts (int)."""
+
+    tp: np.ndarray
+    tp_sum: np.ndarray
+    fp_sum: np.ndarray
+
+
+def _row_block(flags: Flags, category, offsets, scores, positives, need, q, s, recall) -> None:
+    """Fill q, s (B, R, K) and recall (B, K) of B rows; ``need`` is (B, K, R).
 
     Sample points: the first detection of each (row, category) whose TP count reaches
-    ``need`` (one searchsorted over a key increasing along the flattened rows). Precision
-    is made non-increasing only at those points: the maximum of each piece between
-    consecutive points, then a suffix maximum over the few pieces of each segment.
+    ``need``: the segment's start for 0, else its need-th TP; only the first threshold of
+    each run of equal needs is sampled, the others copy it. Precision is made
+    non-increasing only at those points: the maximum of each piece between consecutive
+    points, then a suffix maximum over the few pieces of each segment.
     """
-    n_rows, n = tp_sum.shape
-    n_cat = len(offsets) - 1
-    segment = np.arange(n_rows)[:, None] * n_cat + np.arange(n_cat)[None, :]
-    key = (np.arange(n_rows)[:, None] * n_cat + category[None, :]) * (n + 1) + tp_sum
-    query = segment[:, None, :] * (n + 1) + np.minimum(need, n + 1)
-    at = np.searchsorted(key.reshape(-1), query.reshape(-1)).reshape(query.shape)
-    row_start = np.arange(n_rows)[:, None, None] * n
-    hit = at < row_start + offsets[1:][None, None, :]
-    precision = (tp_sum / (fp_sum + tp_sum + np.spacing(1))).reshape(-1)
-    nonempty = (np.arange(n_rows)[:, None] * n + offsets[:-1][None, :])[:, np.diff(offsets) > 0].reshape(-1)
-    cuts = np.unique(np.r_[nonempty, at[hit]])
-    piece_segment = np.searchsorted(nonempty, cuts, side="right") - 1
-    pieces = np.maximum.reduceat(precision, cuts) if len(cuts) else precision[:0]
-    envelope = _suffix_max(pieces[None, :], offsets_from_lengths(np.bincount(piece_segment, minlength=len(nonempty))))[0]
-    q, s = np.zeros(at.shape), np.zeros(at.shape)
-    q[hit] = envelope[np.searchsorted(cuts, at[hit])]
-    s[hit] = scores[at[hit] % n] if n else 0
-    recall = np.zeros((n_rows, n_cat))
+    n_rows, n = flags.tp_sum.shape
+    n_cat, n_rec = len(offsets) - 1, need.shape[2]
     has = np.diff(offsets) > 0
-    recall[:, has] = tp_sum[:, offsets[1:][has] - 1] / positives[:, has]
-    return q, s, recall
+    tp_total = np.zeros((n_rows, n_cat), dtype=np.int64)
+    tp_total[:, has] = flags.tp_sum[:, offsets[1:][has] - 1]
+    reached = (need <= tp_total[:, :, None]) & has[None, :, None]
+    fresh = reached.copy()
+    fresh[:, :, 1:] &= need[:, :, 1:] != need[:, :, :-1]
+    first = np.flatnonzero(fresh)
+    segment = first // n_rec
+    row, cat = segment // n_cat, segment % n_cat
+    at = _sample_points(flags.tp, tp_total, need.reshape(-1)[first], row * n + offsets[cat], segment)  # ascending
+    precision = (flags.tp_sum / (flags.fp_sum + flags.tp_sum + np.spacing(1))).reshape(-1)
+    starts = (np.arange(n_rows)[:, None] * n + offsets[:-1][None, :])[:, has].reshape(-1)
+    cuts = np.sort(np.r_[starts, at], kind="stable")  # two ascending runs
+    cuts = cuts[np.r_[True, cuts[1:] != cuts[:-1]]] if len(cuts) else cuts
+    pieces = np.maximum.reduceat(precision, cuts) if len(cuts) else precision[:0]
+    piece_segment = np.searchsorted(starts, cuts, side="right") - 1
+    envelope = _suffix_max(pieces[None, :], offsets_from_lengths(np.bincount(piece_segment, minlength=len(starts))))[0]
+    run_start, from_sample = _runs_of_equal_samples(need, reached)
+    length = np.diff(np.r_[run_start, need.size])
+    q.transpose(0, 2, 1)[...] = np.repeat(np.r_[envelope[np.searchsorted(cuts, at)], 0.0][from_sample], length).reshape(need.shape)
+    s.transpose(0, 2, 1)[...] = np.repeat(np.r_[scores[at % n] if n else at * 0.0, 0.0][from_sample], length).reshape(need.shape)
+    recall[...] = 0
+    recall[:, has] = tp_total[:, has] / positives[:, has]
+
+
+def _runs_of_equal_samples(need, reached):
+    """Split the flat (B, K, R) thresholds into runs that share one sample (or are unreached).
+
+    Returns each run's first flat index and the index of its sample among the fresh
+    (reached, new need) entries in flat order, -1 for an unreached run.
+    """
+    change = np.ones(need.shape, dtype=bool)
+    change[:, :, 1:] = (reached[:, :, 1:] & (need[:, :, 1:] != need[:, :, :-1])) | (reached[:, :, 1:] != reached[:, :, :-1])
+    run_start = np.flatnonzero(change)
+    hit = reached.reshape(-1)[run_start]
+    return run_start, np.where(hit, np.cumsum(hit) - 1, -1)
+
+
+def _sample_points(tp, tp_total, count, segment_start, segment):
+    """Flat index of the ``count``-th TP of each segment (its start where count is 0)."""
+    at = segment_start.copy()
+    nth = np.flatnonzero(count > 0)
+    before = offsets_from_lengths(tp_total.reshape(-1))[:-1]
+    at[nth] = np.flatnonzero(tp)[before[segment[nth]] + count[nth] - 1]
+    return at
 
 
 def _segment_cumsum(flags: np.ndarray, offsets: np.ndarray) -> np.ndarray:
