@@ -25,6 +25,21 @@ def pair_iou(dt: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarray:
     return out
 
 
+def mask_iou_bound(dt_box: np.ndarray, gt_box: np.ndarray, dt_area: np.ndarray, gt_area: np.ndarray,
+                   crowd: np.ndarray) -> np.ndarray:
+    """(P,) upper bound of the float mask IoU from tight pixel boxes and int areas; 0 if the boxes miss.
+
+    The intersection is at most u = min(areas, pixels of the box overlap), the union at least
+    areas - u (the detection's area for crowd), and float division of exact integers is
+    monotone, so ``iou_from_areas`` can never exceed this value.
+    """
+    w = np.minimum(dt_box[:, 2] + dt_box[:, 0], gt_box[:, 2] + gt_box[:, 0]) - np.maximum(dt_box[:, 0], gt_box[:, 0])
+    h = np.minimum(dt_box[:, 3] + dt_box[:, 1], gt_box[:, 3] + gt_box[:, 1]) - np.maximum(dt_box[:, 1], gt_box[:, 1])
+    overlap = np.where((w > 0) & (h > 0), w * h, 0).astype(np.int64)
+    upper = np.minimum(np.minimum(dt_area, gt_area), overlap)
+    return iou_from_areas(upper, dt_area, gt_area, crowd)
+
+
 def iou_from_areas(inter: np.ndarray, dt_area: np.ndarray, gt_area: np.ndarray, crowd: np.ndarray) -> np.ndarray:
     """(P,) mask IoU from int64 intersections and areas; crowd pairs divide by the detection area."""
     union = np.where(crowd, dt_area, dt_area + gt_area - inter)

@@ -4,7 +4,8 @@ Convention: as pycocotools' computeIoU: per (image, category) cell the detection
 sorted by descending score (stable) and cut to the largest ``max_dets``; "segm" IoU is
 mask IoU from exact pixel counts (crowd ground truths divide by the detection's area),
 "bbox" IoU is pycocotools' box IoU. Pairs whose boxes miss are 0 without touching the
-masks; the rest are counted in chunks of pairs over run-length masks.
+masks, and so are pairs whose IoU is provably below ``floor`` (the matching never looks
+below the smallest threshold); the rest are counted in chunks of pairs over run-length masks.
 """
 
 from __future__ import annotations
@@ -36,8 +37,11 @@ def cell_pairs(dt_cell: np.ndarray, gt_cell: np.ndarray, n_cells: int) -> tuple[
 
 
 def pair_ious(dt: Instances, gt: Instances, d: np.ndarray, g: np.ndarray, iou_type: str,
-              advance: Callable[[int], None]) -> np.ndarray:
-    """(P,) IoU of pairs (dt[d[p]], gt[g[p]]), computed chunk by chunk (``advance`` reports pairs done)."""
+              advance: Callable[[int], None], floor: float = 0.0) -> np.ndarray:
+    """(P,) IoU of pairs (dt[d[p]], gt[g[p]]), computed chunk by chunk (``advance`` reports pairs done).
+
+    "segm" pairs whose IoU bound (``_boxes.mask_iou_bound``) is below ``floor`` get 0.
+    """
     out = np.zeros(len(d), dtype=np.float64)
     if iou_type == "segm":
         dt_boxes, gt_boxes = _runs.boxes(dt.masks), _runs.boxes(gt.masks)
@@ -48,7 +52,8 @@ def pair_ious(dt: Instances, gt: Instances, d: np.ndarray, g: np.ndarray, iou_ty
         if iou_type == "bbox":
             out[start : start + len(dc)] = _boxes.pair_iou(dt.boxes[dc], gt.boxes[gc], crowd)
         else:
-            hit = np.flatnonzero(_boxes.pair_iou(dt_boxes[dc], gt_boxes[gc], crowd) > 0)
+            bound = _boxes.mask_iou_bound(dt_boxes[dc], gt_boxes[gc], dt_area[dc], gt_area[gc], crowd)
+            hit = np.flatnonzero((bound > 0) & (bound >= floor))
             inter = _runs.pair_intersections(dt.masks, dc[hit], gt.masks, gc[hit])
             out[start + hit] = _boxes.iou_from_areas(inter, dt_area[dc[hit]], gt_area[gc[hit]], crowd[hit])
         advance(len(dc))

@@ -101,7 +101,8 @@ def evaluate_instances(catalog: Catalog, gt: Instances, dt: Instances, params: E
     d, g = cell_pairs((dt.category * n_images + dt.image)[kept], (gt.category * n_images + gt.image)[gt_order],
                       n_cats * n_images)
     with _progress.bar(show, "COCO overlaps", len(d)) as advance:
-        iou = pair_ious(dt, gt, kept[d], gt_order[g], params.iou_type, advance)
+        floor = min(float(params.iou_thresholds.min()), 1 - 1e-10)
+        iou = pair_ious(dt, gt, kept[d], gt_order[g], params.iou_type, advance, floor)
     gt_ignore = _gt_ignore(gt, params)[:, gt_order]
     with _progress.bar(show, "COCO matching", int(rank.max(initial=-1)) + 1) as advance:
         matched = greedy_match(Pairs(d, g, iou), rank, gt_ignore, gt.crowd[gt_order], params.iou_thresholds, advance)
