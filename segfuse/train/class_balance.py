@@ -1,8 +1,8 @@
 """Class weights from label frequencies: median frequency balancing (Eigen & Fergus 2015).
 
 w_c = median_k(f_k) / f_c, where f_c is the fraction of valid (non-ignored) pixels of
-class c over a dataset and the median (torch.median: the lower middle value for an even count) runs over the classes present. A class absent
-from the data gets weight 0 (nothing to learn from it).
+class c over a dataset and the median (torch.median: the lower middle value for an even
+count) runs over the classes present. A class absent from the data gets weight 0.
 """
 
 from __future__ import annotations

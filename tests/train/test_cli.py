@@ -52,7 +52,7 @@ def test_cli_resume_matches_an_uninterrupted_run(tmp_path):
                  "--resume", str(tmp_path / "split" / "checkpoints" / "last.pt")) == 0
     straight = json.loads((tmp_path / "straight" / "history.json").read_text())["epochs"]
     resumed = json.loads((tmp_path / "split" / "history.json").read_text())["epochs"]
-    for a, b in zip(straight, resumed):
+    for a, b in zip(straight, resumed, strict=True):
         a.pop("seconds"), b.pop("seconds")
     assert straight == resumed
 

@@ -51,9 +51,9 @@ def test_resume_continues_exactly_where_an_uninterrupted_run_would(tmp_path, los
     assert [r.epoch for r in resumed_history] == [1, 2]
     for name, value in weights.items():
         assert torch.equal(value, resumed_weights[name]), name
-    for state, resumed in zip(optimizer["state"].values(), resumed_optimizer["state"].values()):
+    for state, resumed in zip(optimizer["state"].values(), resumed_optimizer["state"].values(), strict=True):
         assert all(torch.equal(state[key], resumed[key]) for key in state)
-    for record, resumed in zip(history, resumed_history):
+    for record, resumed in zip(history, resumed_history, strict=True):
         assert record.train_loss == resumed.train_loss and record.val_loss == resumed.val_loss
         assert record.train_terms == resumed.train_terms and record.iou == resumed.iou
 

@@ -79,7 +79,7 @@ def test_augmented_folder_replays_an_epoch_exactly(tmp_path):
     other = [dataset[i] for i in range(4)]
     dataset.set_epoch(3)
     again = [dataset[i] for i in range(4)]
-    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
-    assert any(not torch.equal(a[0], b[0]) for a, b in zip(first, other))
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again, strict=True))
+    assert any(not torch.equal(a[0], b[0]) for a, b in zip(first, other, strict=True))
     for image, mask, _ in first:
         assert torch.equal(torch.round(image[0] * 255).long(), mask * 40)
