@@ -15,6 +15,7 @@ Convention (what makes a run reproducible and resumable bit-exactly):
 Files under ``out_dir``: ``checkpoints/last.pt`` (and ``epoch_NNN.pt`` with
 ``keep_checkpoints``), ``history.json`` (config and one record per epoch), ``metrics.json``
 (the last epoch's validation metrics) and ``predictions/epoch_NNN/{pred,gt}/<stem>.png``.
+Undefined scores (0/0, NaN) are written as JSON null.
 """
 
 from __future__ import annotations
@@ -313,9 +314,21 @@ class Trainer:
         if self.config.keep_checkpoints:
             _atomic(directory / f"epoch_{record.epoch:03d}.pt", lambda path: torch.save(state, path))
         history = {"config": asdict(self.config), "epochs": [asdict(r) for r in self.history]}
-        _atomic(self.out_dir / "history.json", lambda path: path.write_text(json.dumps(history, indent=1)))
         metrics = {"epoch": record.epoch, "val_loss": record.val_loss, **record.metrics}
-        _atomic(self.out_dir / "metrics.json", lambda path: path.write_text(json.dumps(metrics, indent=1)))
+        for name, document in (("history.json", history), ("metrics.json", metrics)):
+            text = json.dumps(_nan_to_none(document), indent=1, allow_nan=False)
+            _atomic(self.out_dir / name, lambda path: path.write_text(text))
+
+
+def _nan_to_none(value):
+    """Undefined scores (NaN) become JSON null, as in ``segfuse eval``'s metrics.json."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _nan_to_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_nan_to_none(item) for item in value]
+    return value
 
 
 def _atomic(path: Path, write: Callable[[Path], None]) -> None:
