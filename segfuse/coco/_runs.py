@@ -28,7 +28,8 @@ CHUNK_RUNS = 1 << 18
 
 
 class Runs(NamedTuple):
-    """N masks as runs of 1s: starts, ends (R,) int64; offsets (N + 1,); heights, widths (N,)."""
+    """N masks as runs of 1s: starts, ends (R,) int64 (or int32 when every h*w < 2^31); offsets (N + 1,) int64;
+    heights, widths (N,) int64."""
 
     starts: np.ndarray
     ends: np.ndarray

@@ -83,7 +83,11 @@ def _uncompressed_runs(rles, index, heights, widths, name) -> _runs.Runs:
 
 
 def _compressed_runs(rles, index, heights, widths, name) -> _runs.Runs:
-    """Decode compressed RLEs in chunks of about ``CHUNK_CHARS`` characters (bounded temporaries)."""
+    """Decode compressed RLEs in chunks of about ``CHUNK_CHARS`` characters (bounded temporaries).
+
+    Runs go straight into one buffer sized by the bound runs <= characters / 2, int32 when
+    every mask has fewer than 2^31 pixels: half the memory, and no concatenation of parts.
+    """
     fields = [r["counts"] for r in rles]
     lengths = np.fromiter(map(len, fields), dtype=np.int64, count=len(fields))
     try:
@@ -92,10 +96,16 @@ def _compressed_runs(rles, index, heights, widths, name) -> _runs.Runs:
         joined = b"".join(f.encode("ascii", "replace") if isinstance(f, str) else f for f in fields)
     chars = np.frombuffer(joined, dtype=np.uint8)
     offsets = offsets_from_lengths(lengths)
+    small = not len(heights) or int((heights * widths).max()) < 2**31
+    starts, ends = (np.empty(len(chars) // 2 + 1, dtype=np.int32 if small else np.int64) for _ in range(2))
+    per_mask, used = np.zeros(len(rles), dtype=np.int64), 0
     cuts = chunk_bounds(lengths, CHUNK_CHARS)
-    parts = [_decoded(chars[offsets[a] : offsets[b]], lengths[a:b], index[a:b], heights[a:b], widths[a:b], name)
-             for a, b in zip(cuts[:-1], cuts[1:])]
-    return _runs.concatenate(parts, heights, widths)
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        part = _decoded(chars[offsets[a] : offsets[b]], lengths[a:b], index[a:b], heights[a:b], widths[a:b], name)
+        n_runs = len(part.starts)
+        starts[used : used + n_runs], ends[used : used + n_runs] = part.starts, part.ends
+        per_mask[a:b], used = np.diff(part.offsets), used + n_runs
+    return _runs.Runs(starts[:used], ends[:used], offsets_from_lengths(per_mask), heights, widths)
 
 
 def _decoded(chars, lengths, index, heights, widths, name) -> _runs.Runs:
