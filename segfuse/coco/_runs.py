@@ -106,20 +106,28 @@ def boxes(runs: Runs) -> np.ndarray:
 
 
 def _chunk_boxes(starts, ends, offsets, heights) -> np.ndarray:
-    """Boxes of one chunk; columns by float division, exact as floor(a / h) = a // h for a + h < 2^53."""
+    """Boxes of one chunk; columns by float division, exact as floor(a / h) = a // h for a + h < 2^53.
+
+    A run starting in column x0 at row y0 ends at row y0 + length - 1 of that column unless
+    it crosses into the next one, which is exactly when that row is >= h; so the largest
+    such row over a mask's runs both gives its bottom and tells whether it spans all rows.
+    """
     out = np.zeros((len(heights), 4), dtype=np.float64)
-    has = np.diff(offsets) > 0
-    h = np.repeat(heights.astype(np.float64), np.diff(offsets))
+    lengths = np.diff(offsets)
+    has = lengths > 0
+    if not has.any():
+        return out
+    h = np.repeat(heights.astype(np.float64), lengths)
     x0 = np.floor(starts / h)
-    x1 = np.floor((ends - 1) / h)
-    crossing = x1 > x0
-    y0 = np.where(crossing, 0, starts - x0 * h)
-    y1 = np.where(crossing, h - 1, ends - 1 - x1 * h)
+    top = starts - x0 * h
+    bottom = top + (ends - starts - 1)
     first, last = offsets[:-1][has], offsets[1:][has] - 1
-    if len(first):
-        xs, xe = x0[first], x1[last]
-        ys, ye = np.minimum.reduceat(y0, first), np.maximum.reduceat(y1, first)
-        out[has] = np.stack([xs, ys, xe - xs + 1, ye - ys + 1], axis=1)
+    mask_h = heights[has].astype(np.float64)
+    ys, ye = np.minimum.reduceat(top, first), np.maximum.reduceat(bottom, first)
+    spans = ye >= mask_h
+    ys, ye = np.where(spans, 0, ys), np.where(spans, mask_h - 1, ye)
+    xs, xe = x0[first], np.floor((ends[last] - 1) / mask_h)
+    out[has] = np.stack([xs, ys, xe - xs + 1, ye - ys + 1], axis=1)
     return out
 
 
