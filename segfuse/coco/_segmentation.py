@@ -26,12 +26,12 @@ def to_runs(segmentations: Sequence, heights: np.ndarray, widths: np.ndarray, na
     """N segmentation objects of images of size (heights[i], widths[i]) -> Runs of N masks."""
     polygons, poly_owner, uncompressed, compressed = [], [], [], []
     for i, segm in enumerate(segmentations):
-        if isinstance(segm, list):
-            shapes = _polygons(segm, name(i))
+        if isinstance(segm, dict) and "counts" in segm and "size" in segm:
+            (compressed if isinstance(segm["counts"], (str, bytes)) else uncompressed).append(i)
+        elif isinstance(segm, list):
+            shapes = _polygons(segm, name, i)
             polygons.extend(shapes)
             poly_owner.extend([i] * len(shapes))
-        elif isinstance(segm, dict) and "counts" in segm and "size" in segm:
-            (compressed if isinstance(segm["counts"], (str, bytes)) else uncompressed).append(i)
         else:
             raise ValueError(f"{name(i)}: segmentation must be polygons or an RLE dict, got {_describe(segm)}")
     _check_sizes(segmentations, uncompressed + compressed, heights, widths, name)
@@ -44,16 +44,18 @@ def to_runs(segmentations: Sequence, heights: np.ndarray, widths: np.ndarray, na
     return _assemble(parts, owners, heights, widths)
 
 
-def _polygons(segm: list, name: str) -> list:
+def _polygons(segm: list, name: Callable[[int], str], i: int) -> list:
+    """The polygons of annotation ``i`` (boxes [x, y, w, h] become box polygons); ValueError if malformed."""
     if not segm:
-        raise ValueError(f"{name}: segmentation is an empty polygon list")
-    if not all(isinstance(p, (list, tuple)) and len(p) >= 2 for p in segm):
-        raise ValueError(f"{name}: polygons must be lists of at least one (x, y) point [x0, y0, x1, y1, ...]")
+        raise ValueError(f"{name(i)}: segmentation is an empty polygon list")
+    if not (len(segm) == 1 and isinstance(segm[0], list) and len(segm[0]) >= 2) and \
+            not all(isinstance(p, (list, tuple)) and len(p) >= 2 for p in segm):
+        raise ValueError(f"{name(i)}: polygons must be lists of at least one (x, y) point [x0, y0, x1, y1, ...]")
     if len(segm[0]) == 4:
         try:
             boxes = np.asarray(segm, dtype=np.float64).reshape(-1, 4)
         except (TypeError, ValueError):
-            raise ValueError(f"{name}: a list whose first entry has 4 numbers must be [x, y, w, h] boxes") from None
+            raise ValueError(f"{name(i)}: a list whose first entry has 4 numbers must be [x, y, w, h] boxes") from None
         return [list(p) for p in box_polygons(boxes)]
     return segm
 
