@@ -137,7 +137,7 @@ def _toggles_to_runs(position, owner, heights, widths, n):
     first = np.flatnonzero(new)
     odd = (np.diff(np.r_[first, len(key)]) % 2) == 1
     key = key[first[odd]]
-    owner = np.searchsorted(block, key, side="right") - 1
+    owner = np.repeat(np.arange(n), np.diff(np.r_[np.searchsorted(key, block), len(key)]))  # key is sorted
     position = key - block[owner]
     inside = position < total[owner]
     position, owner = position[inside], owner[inside]

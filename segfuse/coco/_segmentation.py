@@ -17,7 +17,7 @@ import numpy as np
 from segfuse.coco import _counts, _runs
 from segfuse.coco._boxes import box_polygons
 from segfuse.coco._polygon import rasterize
-from segfuse.coco._ragged import chunk_bounds, gather_segments, offsets_from_lengths
+from segfuse.coco._ragged import chunk_bounds, offsets_from_lengths
 
 CHUNK_CHARS = 1 << 20
 
@@ -141,8 +141,10 @@ def _assemble(parts, owners, heights, widths) -> _runs.Runs:
     ends = np.concatenate([p.ends for p in parts])
     order = np.empty(len(heights), dtype=np.int64)
     order[owner] = np.arange(len(owner))
-    flat, _ = gather_segments(offsets_from_lengths(lengths), order)
-    return _runs.Runs(starts[flat], ends[flat], offsets_from_lengths(lengths[order]), heights, widths)
+    source = offsets_from_lengths(lengths)[:-1][order]
+    offsets = offsets_from_lengths(lengths[order])
+    flat = np.repeat(source - offsets[:-1], lengths[order]) + np.arange(offsets[-1])  # run j of the output
+    return _runs.Runs(starts[flat], ends[flat], offsets, heights, widths)
 
 
 def _check_sizes(segmentations, index: list, heights, widths, name) -> None:
