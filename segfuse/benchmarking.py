@@ -2,7 +2,13 @@
 
 Used by ``segfuse bench`` and ``benchmarks/``: medians of repeated runs, peak memory
 of the call (CUDA: the allocator's peak; CPU: the running sum of the profiler's
-allocation events), and each peer measured in the same run on the same inputs.
+allocation events), and each peer measured in the same run on the same inputs, the
+implementations taking turns in every round.
+
+CPU runs happen in a fresh process started with ``OMP_WAIT_POLICY=PASSIVE``
+(:func:`run_isolated`): importing MONAI or kornia loads a second OpenMP runtime whose
+busy-waiting threads otherwise compete with torch's for the cores, which made every
+timing bimodal (up to 8x slower) on a 2-core machine, whichever library was timed.
 """
 
 from __future__ import annotations
@@ -39,18 +45,26 @@ def _synchronize(device: torch.device) -> None:
 
 
 def time_forward_backward(fn: LossFn, logits: torch.Tensor, target: torch.Tensor, repeats: int = 5,
-                          warmup: int = 1) -> float:
+                          warmup: int = 3) -> float:
     """Median milliseconds of ``fn(logits, target).backward()``."""
-    times = []
-    for i in range(warmup + repeats):
-        x = logits.detach().requires_grad_(True)
-        _synchronize(logits.device)
-        start = time.perf_counter()
-        fn(x, target).backward()
-        _synchronize(logits.device)
-        if i >= warmup:
-            times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
+    return time_interleaved([fn], logits, target, repeats, warmup)[0]
+
+
+def time_interleaved(fns: list[LossFn], logits: torch.Tensor, target: torch.Tensor, repeats: int = 5,
+                     warmup: int = 3) -> list[float]:
+    """Median milliseconds of each ``fn(logits, target).backward()``, the functions taking
+    turns in every round so that they share the machine's state (load, caches)."""
+    times: list[list[float]] = [[] for _ in fns]
+    for round_index in range(warmup + repeats):
+        for fn, samples in zip(fns, times):
+            x = logits.detach().requires_grad_(True)
+            _synchronize(logits.device)
+            start = time.perf_counter()
+            fn(x, target).backward()
+            _synchronize(logits.device)
+            if round_index >= warmup:
+                samples.append((time.perf_counter() - start) * 1e3)
+    return [statistics.median(samples) for samples in times]
 
 
 def peak_memory_mb(fn: LossFn, logits: torch.Tensor, target: torch.Tensor) -> float:
@@ -122,6 +136,31 @@ def loss_table() -> dict[str, tuple[LossFn, dict[str, Optional[LossFn]]]]:
     }
 
 
+ISOLATED_ENVIRONMENT = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def run_isolated(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` in a fresh spawned process with :data:`ISOLATED_ENVIRONMENT`.
+
+    ``fn`` must be importable (module level) and its result picklable.
+    """
+    import multiprocessing
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    saved = {key: os.environ.get(key) for key in ISOLATED_ENVIRONMENT}
+    os.environ.update({key: os.environ.get(key) or value for key, value in ISOLATED_ENVIRONMENT.items()})
+    try:
+        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(fn, *args, **kwargs).result()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def make_inputs(shape, dtype=torch.float32, device="cpu", seed=0):
     generator = torch.Generator(device="cpu").manual_seed(seed)
     logits = torch.randn(shape, generator=generator).to(device=device, dtype=dtype)
@@ -137,12 +176,11 @@ def run_loss_bench(shape=(4, 21, 256, 256), dtype=torch.float32, device="cpu", r
     for name, (ours, peers) in loss_table().items():
         if losses and name not in losses:
             continue
-        for implementation, fn in [("segfuse", ours), *peers.items()]:
-            if fn is None:
-                continue
-            if progress:
-                progress(f"{name} / {implementation}")
-            median = time_forward_backward(fn, logits, target, repeats)
+        contenders = [(implementation, fn) for implementation, fn in [("segfuse", ours), *peers.items()] if fn]
+        if progress:
+            progress(f"{name}: {', '.join(implementation for implementation, _ in contenders)}")
+        medians = time_interleaved([fn for _, fn in contenders], logits, target, repeats)
+        for (implementation, fn), median in zip(contenders, medians):
             peak = peak_memory_mb(fn, logits, target) if memory else float("nan")
             rows.append(Measurement(name, implementation, median, peak, tuple(shape), str(dtype)))
     return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 
@@ -36,7 +37,7 @@ def parse_shape(text: str) -> tuple:
 
 
 def environment() -> dict:
-    info = {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
+    info = {"python": platform.python_version(), "cores": os.cpu_count(), "torch": torch.__version__, "machine": platform.machine(),
             "processor": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
     for name in ("monai", "kornia", "triton"):
         try:
@@ -95,13 +96,14 @@ def run(args) -> int:
     shape = shape or (4, 21, 256, 256)
     info = environment()
     print(f"segfuse bench on {args.device}: {info}", file=sys.stderr)
-    rows = benchmarking.run_loss_bench(shape, dtype, args.device, args.repeats, args.losses, memory=not args.no_memory,
-                                       progress=lambda text: print(f"  timing {text}", file=sys.stderr))
+    print("  timing in a fresh process (OMP_WAIT_POLICY=PASSIVE, see segfuse.benchmarking)", file=sys.stderr)
+    rows = benchmarking.run_isolated(benchmarking.run_loss_bench, shape, dtype, args.device, args.repeats, args.losses,
+                                     memory=not args.no_memory)
     table = ratio_rows(rows)
     print_table(f"forward + backward, {shape} {args.dtype}, median of {args.repeats}", table)
     result = {"environment": info, "losses": table}
     if memory_shape:
-        memory = ratio_rows(benchmarking.run_memory_bench(memory_shape, args.device))
+        memory = ratio_rows(benchmarking.run_isolated(benchmarking.run_memory_bench, memory_shape, args.device))
         for row in memory:
             row["median_ms"] = row["time_vs_segfuse"] = float("nan")
         print_table(f"DiceCELoss peak memory, {args.memory_shape} float32", memory)
