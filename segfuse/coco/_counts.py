@@ -85,12 +85,12 @@ def _decode_values(chars: np.ndarray, last: np.ndarray) -> np.ndarray:
     if len(n_chars) and n_chars.max() > _MAX_CHARS:
         raise ValueError(f"malformed compressed RLE: a count longer than {_MAX_CHARS} characters")
     values = chars[last].astype(np.int64) - 48
-    negative = np.flatnonzero(values & 0x10)
+    values ^= 0x10  # sign-extend the most significant 5-bit group: (v ^ 16) - 16
+    values -= 0x10
     long = np.flatnonzero(n_chars > 1)
     for k in range(1, int(n_chars.max(initial=1))):
         long = long[n_chars[long] > k]
         values[long] = (values[long] << 5) | ((chars[last[long] - k] - 48) & 0x1F)
-    values[negative] -= np.left_shift(1, 5 * n_chars[negative])
     return values
 
 

@@ -86,9 +86,9 @@ def load_results(source, catalog: Catalog, iou_type: str) -> Instances:
     anns = read_json(source, "results")
     if isinstance(anns, dict) and "annotations" in anns:
         anns = anns["annotations"]
-    if not isinstance(anns, list) or not all(isinstance(a, dict) for a in anns):
+    if not isinstance(anns, list):
         raise ValueError("results must be a list of result dicts (or a COCO dict with 'annotations')")
-    _require_each(anns, ("image_id", "category_id", "score"), "result #{}")
+    _require_each(anns, ("image_id", "category_id", "score"), "result #{}")  # also: each is a dict
     name = lambda i: f"result #{i} (image_id={anns[i]['image_id']})"  # noqa: E731
     image, category = _indices(anns, catalog, name, "results")
     n = len(anns)

@@ -106,3 +106,9 @@ def test_dense_api_shape_checks():
                        [{"masks": masks, "labels": [1]}])
     with pytest.raises(ValueError, match=r"\['scores'\] must have one entry per mask"):
         evaluate_masks([{"masks": masks, "labels": [1], "scores": [1.0, 2.0]}], [{"masks": masks, "labels": [1]}])
+
+
+def test_results_entries_must_be_dicts():
+    gt, dt = make_dataset(0)
+    with pytest.raises(ValueError, match=r"result #1 must be a dict, got int"):
+        evaluate(gt, [dt[0], 7] + dt[1:], "segm")
