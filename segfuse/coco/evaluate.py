@@ -139,13 +139,17 @@ def _outside(area: np.ndarray, params: EvalParams) -> np.ndarray:
 
 
 def _outcomes(matched, gt_ids, gt_ignore, dt_outside):
-    """(A, T, D) TP and FP flags from matches (pycocotools' dtMatches / dtIgnore rules)."""
-    has = matched >= 0
-    index = np.where(has, matched, 0)
-    dtm = np.where(has, gt_ids[index], 0)
-    ignored = has & np.take_along_axis(gt_ignore[:, None, :], index, axis=2) if gt_ignore.shape[1] else has & False
-    ignored |= (dtm == 0) & dt_outside[:, None, :]
-    return (dtm != 0) & ~ignored, (dtm == 0) & ~ignored
+    """(A, T, D) TP and FP flags from matches (pycocotools' dtMatches / dtIgnore rules).
+
+    Index -1 (no match) reads an appended id 0 / not-ignored entry, so no masking pass is needed.
+    """
+    dtm = np.r_[gt_ids, 0][matched]
+    unmatched = dtm == 0
+    ignore = np.concatenate([gt_ignore, np.zeros((len(gt_ignore), 1), bool)], axis=1)
+    ignored = np.take_along_axis(ignore[:, None, :], matched, axis=2)
+    ignored |= unmatched & dt_outside[:, None, :]
+    ignored = ~ignored
+    return ~unmatched & ignored, unmatched & ignored
 
 
 def _per_category(precision: np.ndarray, catalog: Catalog, params: EvalParams) -> dict:
