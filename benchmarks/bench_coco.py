@@ -8,7 +8,7 @@ time includes parsing the dicts and rasterising every polygon. Median of the rep
 Datasets: the shared 100-image COCO val2014 subset with the COCO API's fake segm results,
 and a generated set (seeded; generation outside the timing) of 2,000 images with 20
 objects and 50 detections each. Every run asserts equal stats (1e-9) and equal
-precision / recall arrays. Writes benchmarks/RESULTS_coco.md.
+precision / recall arrays. Writes benchmarks/results/coco.md.
 
 Usage: python benchmarks/bench_coco.py [--repeats 5] [--big-repeats 3] [--images 2000]
 """
@@ -188,7 +188,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--big-repeats", type=int, default=3)
     parser.add_argument("--images", type=int, default=2000)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "RESULTS_coco.md")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "coco.md")
     args = parser.parse_args()
     rows = []
     if (SHARED / "instances_val2014_100.json").is_file():

@@ -1,4 +1,4 @@
-"""CUDA benchmark of segfuse's fused kernels; writes benchmarks/RESULTS_cuda.md.
+"""CUDA benchmark of segfuse's fused kernels; writes benchmarks/results/cuda.md.
 
 In one run, with CUDA events (median of --repeats) and the peak memory beyond the inputs:
 
@@ -10,7 +10,7 @@ In one run, with CUDA events (median of --repeats) and the peak memory beyond th
 * Confusion-matrix update from scores at 16x21x512x512: the fused argmax + count kernel
   vs torch argmax + bincount, as a fraction of the copy bandwidth.
 
-Usage: python benchmarks/bench_cuda.py [--repeats 20] [--out benchmarks/RESULTS_cuda.md]
+Usage: python benchmarks/bench_cuda.py [--repeats 20] [--out benchmarks/results/cuda.md]
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def _versions() -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path(__file__).with_name("RESULTS_cuda.md"))
+    parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path(__file__).parent / "results" / "cuda.md")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print("bench_cuda.py needs a CUDA device; nothing was measured or written.", file=sys.stderr)

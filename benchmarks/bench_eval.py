@@ -14,7 +14,7 @@ folder (not timed). Timed, median of 3 runs each, in the same process:
 - segfuse eval as a command: ``python -m segfuse eval ...`` wall time, interpreter and
   torch import included.
 
-    python benchmarks/bench_eval.py [--pairs 500] [--size 512] [--classes 21] [--write benchmarks/RESULTS_eval.md]
+    python benchmarks/bench_eval.py [--pairs 500] [--size 512] [--classes 21] [--write benchmarks/results/eval.md]
 """
 
 from __future__ import annotations
