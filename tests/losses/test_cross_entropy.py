@@ -37,7 +37,7 @@ def test_cross_entropy_soft_target_equals_torch():
     torch.testing.assert_close(SF.cross_entropy(logits, probs), F.cross_entropy(logits, probs))
 
 
-def test_cross_entropy_all_ignored_is_zero_with_zero_grad():
+def test_convention_cross_entropy_all_ignored_is_zero_with_zero_grad():
     logits, labels = make_inputs("multiclass", n=2, c=4)
     labels = torch.full_like(labels, 255)
     assert torch.isnan(F.cross_entropy(logits, labels, ignore_index=255))  # torch's convention
@@ -58,7 +58,7 @@ def test_bce_equals_torch(reduction):
     torch.testing.assert_close(ours, theirs)
 
 
-def test_bce_ignore_index_leaves_the_mean():
+def test_convention_bce_ignore_index_leaves_the_mean():
     logits, target = make_inputs("multilabel", n=2, c=3, ignore_index=255)
     valid = target != 255
     ours = SF.binary_cross_entropy_with_logits(logits, target, ignore_index=255)

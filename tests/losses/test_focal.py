@@ -41,14 +41,14 @@ def test_sigmoid_focal_equals_monai(alpha):
     torch.testing.assert_close(SF.focal_loss(logits, target, "multilabel", alpha=alpha).float(), expected)
 
 
-def test_softmax_focal_gamma_zero_is_cross_entropy_exactly():
+def test_convention_focal_gamma_zero_is_cross_entropy_exactly():
     logits, labels = make_inputs("multiclass", n=2, c=5, ignore_index=255)
     ours = SF.focal_loss(logits, labels, gamma=0.0, ignore_index=255)
     assert torch.equal(ours, SF.cross_entropy(logits, labels, ignore_index=255))
     torch.testing.assert_close(ours, F.cross_entropy(logits, labels, ignore_index=255), rtol=1e-14, atol=0)
 
 
-def test_softmax_focal_formula_with_class_alpha():
+def test_convention_focal_alpha_mean_divides_by_the_pixel_count():
     logits, labels = make_inputs("multiclass", n=2, c=3, spatial=(4, 5, 3))
     alpha = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)
     log_p = torch.log_softmax(logits, 1).gather(1, labels.unsqueeze(1)).squeeze(1)

@@ -10,7 +10,7 @@ from tests.losses.helpers import make_inputs
 kornia_losses = pytest.importorskip("kornia.losses")
 
 
-def test_lovasz_softmax_equals_kornia_per_image_all_classes():
+def test_convention_lovasz_kornia_is_per_image_all_classes():
     logits, labels = make_inputs("multiclass", n=3, c=4, spatial=(6, 7))
     expected = kornia_losses.lovasz_softmax_loss(logits, labels)
     torch.testing.assert_close(SF.lovasz_loss(logits, labels, per_image=True, classes="all"), expected)

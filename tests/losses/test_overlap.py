@@ -159,3 +159,15 @@ def test_resize_logits_reproduces_the_seed_interpolation():
         SF.dice_loss(logits, labels)
     resized = F.interpolate(logits, size=(8, 10), mode="bilinear", align_corners=True)
     torch.testing.assert_close(SF.dice_loss(logits, labels, resize_logits=True), SF.dice_loss(resized, labels))
+
+
+def test_convention_generalized_dice_absent_class_takes_the_largest_finite_weight():
+    from segfuse.losses.overlap import generalized_dice_weights
+
+    gs = torch.tensor([[4.0, 0.0, 2.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    weights = generalized_dice_weights(gs, "square")
+    torch.testing.assert_close(weights[0], torch.tensor([1 / 16, 1 / 4, 1 / 4], dtype=torch.float64))
+    assert torch.equal(weights[1], torch.zeros(3, dtype=torch.float64))  # every class absent: loss 0
+    logits, labels = make_inputs("multiclass", n=1, c=3)
+    labels = torch.zeros_like(labels)
+    assert SF.generalized_dice_loss(logits, torch.full_like(labels, 255), ignore_index=255).item() == 0.0
