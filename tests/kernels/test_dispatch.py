@@ -73,6 +73,17 @@ LOSS_CASES = {
 }
 
 
+def _assert_kernels_match_torch_path(loss_fn, logits, target, dtype, torch_path):
+    """Value and gradient (upstream 3.0) through the kernels equal the torch path's."""
+    fused = loss_fn(logits, target)
+    grad_fused, = torch.autograd.grad(fused * 3.0, logits)
+    with torch_path():
+        reference = loss_fn(logits, target)
+        grad_reference, = torch.autograd.grad(reference * 3.0, logits)
+    torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-5)
+    assert_grads(grad_fused, grad_reference, dtype)
+
+
 SIGMOID_CASES = {
     "dice_binary": lambda x, t: SF.dice_loss(x, t, mode="multilabel", ignore_index=255, per_image=True),
     "dice_ce_multilabel": lambda x, t: SF.dice_ce_loss(x, t, 0.6, 1.4, mode="multilabel", ignore_index=255),
@@ -90,13 +101,7 @@ def test_sigmoid_losses_through_kernels_match_torch_path(name, dtype, torch_path
     generator = torch.Generator().manual_seed(5)
     target = torch.randint(0, 2, (2, 3, 11, 9), generator=generator, dtype=torch.uint8)
     target[torch.rand(target.shape, generator=generator) < 0.2] = 255
-    fused = loss_fn(logits, target)
-    grad_fused, = torch.autograd.grad(fused * 3.0, logits)
-    with torch_path():
-        reference = loss_fn(logits, target)
-        grad_reference, = torch.autograd.grad(reference * 3.0, logits)
-    torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-5)
-    assert_grads(grad_fused, grad_reference, dtype)
+    _assert_kernels_match_torch_path(loss_fn, logits, target, dtype, torch_path)
 
 
 @pytest.mark.usefixtures("interpreted_kernels")
@@ -106,13 +111,7 @@ def test_losses_through_kernels_match_torch_path(name, dtype, torch_path):
     loss_fn = LOSS_CASES[name]
     logits = make_logits((2, 5, 11, 9), dtype)
     labels = make_labels((2, 11, 9), 5, torch.uint8, ignore_index=255)
-    fused = loss_fn(logits, labels)
-    grad_fused, = torch.autograd.grad(fused * 3.0, logits)
-    with torch_path():
-        reference = loss_fn(logits, labels)
-        grad_reference, = torch.autograd.grad(reference * 3.0, logits)
-    torch.testing.assert_close(fused, reference, atol=1e-5, rtol=1e-5)
-    assert_grads(grad_fused, grad_reference, dtype)
+    _assert_kernels_match_torch_path(loss_fn, logits, labels, dtype, torch_path)
 
 
 @pytest.mark.usefixtures("interpreted_kernels")
