@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
-import torch
-
 from segfuse.cli.errors import fail
+
+EXIT_INTERRUPTED = 130
 
 EPILOG = """loss terms: ce, focal, dice, jaccard, tversky, gdl, lovasz, weighted as 'ce:1,dice:0.5' or
 summed as 'focal+dice'. --class-weights 'auto' is median frequency balancing over the train split.
@@ -102,7 +103,28 @@ def _class_weights(args, train_set, num_classes: int):
                          f"got {args.class_weights!r}") from None
 
 
+def interrupted_message(trainer) -> str:
+    """One line for Ctrl-C: where it stopped and the checkpoint to ``--resume`` from."""
+    where = "before training" if trainer is None else f"during epoch {trainer.epoch + 1} of {trainer.config.epochs}"
+    if trainer is None or trainer.checkpoint is None:
+        return (f"segfuse: interrupted {where}; no checkpoint was written yet (one is saved after every epoch): "
+                f"rerun the command to start again")
+    return (f"segfuse: interrupted {where}; to continue, rerun the same command with --resume "
+            f"{trainer.checkpoint} (it holds epoch {trainer.checkpoint_epoch})")
+
+
 def run(args) -> int:
+    started = []  # the Trainer once built, so that Ctrl-C can name its checkpoint
+    try:
+        return _train(args, started)
+    except KeyboardInterrupt:
+        print(interrupted_message(started[0] if started else None), file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _train(args, started: list) -> int:
+    import torch
+
     from segfuse.train import TrainConfig, Trainer
 
     if args.threads:
@@ -117,6 +139,7 @@ def run(args) -> int:
             keep_checkpoints=args.keep_checkpoints, class_names=names,
         )
         trainer = Trainer(config, train_set, val_set, out_dir=args.out, progress=not args.no_progress)
+        started.append(trainer)
         if args.resume is not None:
             trainer.resume(args.resume)
         if config.class_weights is not None:

@@ -7,10 +7,13 @@ Convention (what makes a run reproducible and resumable bit-exactly):
   draw from (seed, e, index) (:class:`~segfuse.train.transforms.AugmentedDataset`), so no
   epoch depends on how the process got there;
 - the learning rate is a closed-form function of the global step (linear warm-up over the
-  first 5 percent of steps, then cosine to 0), so it never depends on history;
+  first 5 percent of steps, then cosine to 0, or constant; see :class:`LearningRateSchedule`),
+  so it never depends on history;
 - a checkpoint after epoch e holds model, optimizer, scheduler, AMP scaler, the RNG states
   (torch, CUDA, numpy, random), the history and e; ``resume`` restores all of them and
-  continues with epoch e + 1. Resuming needs the same ``epochs`` (the schedule's length).
+  continues with epoch e + 1. Resuming needs the settings that define the run
+  (:data:`RUN_FIELDS`: loss, class weights, epochs, learning rate, ...) to equal the
+  checkpoint's; a resume that would switch any of them mid-run is refused.
 
 Files under ``out_dir``: ``checkpoints/last.pt`` (and ``epoch_NNN.pt`` with
 ``keep_checkpoints``), ``history.json`` (config and one record per epoch), ``metrics.json``
@@ -40,6 +43,10 @@ from segfuse.train.progress import ProgressBar
 from segfuse.train.unet import UNet
 
 SAVE_PREDICTIONS = ("last", "all", "none")
+SCHEDULES = ("cosine", "constant")
+# TrainConfig fields that define a run: a resume must not change them
+RUN_FIELDS = ("num_classes", "loss", "class_weights", "ignore_index", "epochs", "batch_size", "lr", "weight_decay",
+              "seed", "base_channels", "depth", "in_channels", "schedule")
 
 
 @dataclass
@@ -54,6 +61,7 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 3e-3
     weight_decay: float = 1e-4
+    schedule: str = "cosine"
     seed: int = 0
     base_channels: int = 16
     depth: int = 3
@@ -79,6 +87,8 @@ class TrainConfig:
         if self.class_weights is not None and len(self.class_weights) != self.num_classes:
             raise ValueError(f"class_weights must have num_classes={self.num_classes} entries, "
                              f"got {len(self.class_weights)}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.save_predictions not in SAVE_PREDICTIONS:
             raise ValueError(f"save_predictions must be one of {SAVE_PREDICTIONS}, got {self.save_predictions!r}")
         build_loss(self.loss, self.class_weights, self.ignore_index)
@@ -150,6 +160,52 @@ def warmup_cosine(total_steps: int) -> Callable[[int], float]:
     return factor
 
 
+class LearningRateSchedule:
+    """The LR factor of a global step, for ``LambdaLR`` (its state travels in the scheduler's state_dict).
+
+    Linear warm-up over the first 5 percent of ``total_steps``, then cosine to 0 at
+    ``total_steps`` (``"cosine"``) or a constant 1 (``"constant"``). :meth:`decay` multiplies
+    it by a linear ramp from 1 at step ``start`` down to 0 at ``start + length``: the decay
+    phase of a warm-up / stable / decay schedule, which the loss study branches off the
+    stable phase at each budget.
+    """
+
+    def __init__(self, kind: str, total_steps: int):
+        if kind not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {kind!r}")
+        self.kind, self.total_steps = kind, total_steps
+        self.decay_start: Optional[int] = None
+        self.decay_length: Optional[int] = None
+
+    def __call__(self, step: int) -> float:
+        factor = warmup_cosine(self.total_steps)(step)
+        if self.kind == "constant" and step >= max(1, self.total_steps // 20):
+            factor = 1.0
+        if self.decay_start is not None and step >= self.decay_start:
+            factor *= max(0.0, (self.decay_start + self.decay_length - step) / self.decay_length)
+        return factor
+
+    def decay(self, start: int, length: int) -> None:
+        """From global step ``start`` on, ramp the factor linearly to 0 over ``length`` steps."""
+        if length < 1:
+            raise ValueError(f"decay length must be >= 1 step, got {length}")
+        self.decay_start, self.decay_length = start, length
+
+    def clear_decay(self) -> None:
+        self.decay_start = self.decay_length = None
+
+
+def run_differences(saved: dict, config: "TrainConfig") -> list[str]:
+    """The :data:`RUN_FIELDS` whose value in a checkpoint's config differs from ``config``'s."""
+    defaults = {"schedule": "cosine"}
+    differences = []
+    for name in RUN_FIELDS:
+        before, now = saved.get(name, defaults.get(name)), getattr(config, name)
+        if before != now:
+            differences.append(f"{name} must equal the checkpoint's {before!r} to resume, got {now!r}")
+    return differences
+
+
 def uniform_sizes(dataset) -> bool:
     """Whether every item has one size (datasets without a ``sizes`` list are assumed uniform)."""
     sizes = getattr(dataset, "sizes", None)
@@ -184,12 +240,15 @@ class Trainer:
         self.loss_fn = build_loss(config.loss, config.class_weights, config.ignore_index).to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.steps_per_epoch = len(train_set) // config.batch_size
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, warmup_cosine(config.epochs * self.steps_per_epoch))
+        self.schedule = LearningRateSchedule(config.schedule, config.epochs * self.steps_per_epoch)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.metrics = SemanticMetrics(config.num_classes, ignore_index=config.ignore_index,
                                        class_names=config.class_names)
         self.epoch, self.history = 0, []
+        # the checkpoint to resume from and its epoch: the last one written or resumed from
+        self.checkpoint: Optional[Path] = None
+        self.checkpoint_epoch = 0
 
     def _loader(self, dataset, shuffle: bool, epoch: int, batch_size: int) -> DataLoader:
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
@@ -286,6 +345,10 @@ class Trainer:
         if planned != self.config.epochs:
             raise ValueError(f"epochs must equal the checkpoint's planned {planned} epochs to resume (the LR "
                              f"schedule depends on it), got {self.config.epochs}")
+        differences = run_differences(state["config"], self.config)
+        if differences:
+            raise ValueError("; ".join(differences) + " (a resume continues the same run; train with other "
+                             "settings into a new output folder)")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -303,6 +366,7 @@ class Trainer:
         if not path.is_file():
             raise ValueError(f"resume checkpoint {path} does not exist")
         self.load_state_dict(torch.load(path, map_location=self.device, weights_only=False))
+        self.checkpoint, self.checkpoint_epoch = path, self.epoch
 
     def _save(self, record: EpochRecord) -> None:
         if self.out_dir is None:
@@ -311,6 +375,7 @@ class Trainer:
         directory.mkdir(parents=True, exist_ok=True)
         state = self.state_dict()
         _atomic(directory / "last.pt", lambda path: torch.save(state, path))
+        self.checkpoint, self.checkpoint_epoch = directory / "last.pt", record.epoch
         if self.config.keep_checkpoints:
             _atomic(directory / f"epoch_{record.epoch:03d}.pt", lambda path: torch.save(state, path))
         history = {"config": asdict(self.config), "epochs": [asdict(r) for r in self.history]}

@@ -1,234 +1,247 @@
-"""The loss study: one U-Net trained with each loss family member on the procedural task, over seeds.
+"""The loss study: every loss, at three learning rates, over seeds, on two procedural tasks.
 
-Every run shares the data (train scenes seed 0, val scenes seed 1), the network, the
-optimiser and the schedule; only the loss and the training seed (initialisation, shuffle)
-change. Outputs in ``out_dir``:
+What one run does is in :mod:`~segfuse.train.study_run` (budget branches, convergence);
+the grid and the learning-rate protocol are in :mod:`~segfuse.train.study_config`. This
+module plans the runs, runs them in ``jobs`` worker processes (one torch thread each) with a
+progress bar, and writes, in ``out_dir``:
 
-- ``runs.jsonl``: one line per (loss, seed) with its settings and per-epoch history (a
-  rerun with the same settings reuses the lines it finds, so an interrupted study resumes),
-- ``summary.md`` and ``summary.csv``: per loss, mean and sample standard deviation over
-  seeds of the final mIoU, rare-class IoU, recall and precision, and seconds per training
-  epoch; the rare-IoU change against CE and whether the seeds' ranges separate,
-- ``curves_miou.png``, ``curves_rare_iou.png``, ``curves_rare_recall.png``: the validation
-  curves per epoch (mean over seeds, band = min..max).
+- ``runs.jsonl``: one line per finished run (settings, curve, scores at every point). A
+  rerun into the same folder reuses the runs whose settings match, says how many, and
+  refuses a folder that holds runs made with other settings; so an interrupted study
+  resumes where it stopped.
+- ``weights/<run>/<point>.pt``: the model of every point of every run (``save_weights``);
+- ``settings.json``; ``summary.md`` and ``summary.csv`` (:mod:`~segfuse.train.study_report`);
+  ``budgets_<task>.png`` and ``curves_<task>.png`` (:mod:`~segfuse.train.study_plots`).
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import time
-from dataclasses import asdict, dataclass
+import multiprocessing
+import os
+import queue
+import signal
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
-import torch
+from segfuse.train.progress import StudyProgress
+from segfuse.train.study_config import STUDY_LOSSES, StudySettings
 
-from segfuse.train.class_balance import class_frequencies, median_frequency_weights
-from segfuse.train.loop import EpochRecord, TrainConfig, Trainer
-from segfuse.train.procedural import CLASS_NAMES, NUM_CLASSES, RARE_CLASS, ProceduralSegmentation
-
-# key -> (label, loss spec, median-frequency class weights)
-STUDY_LOSSES: dict[str, tuple[str, str, bool]] = {
-    "ce": ("CE", "ce", False),
-    "wce": ("weighted CE", "ce", True),
-    "focal": ("focal (gamma 2)", "focal", False),
-    "dice": ("Dice", "dice", False),
-    "ce+dice": ("CE + Dice", "ce+dice", False),
-    "focal+dice": ("focal + Dice", "focal+dice", False),
-    "tversky": ("Tversky (0.3, 0.7)", "tversky", False),
-    "lovasz": ("Lovasz-softmax", "lovasz", False),
-}
+RunKey = tuple[str, str, float, int]  # (task, loss, lr, seed)
+RUNS_FILE = "runs.jsonl"
 
 
-@dataclass(frozen=True)
-class StudySettings:
-    """What every run of the study shares."""
-
-    seeds: tuple[int, ...] = (0, 1, 2)
-    train_samples: int = 384
-    val_samples: int = 128
-    image_size: int = 64
-    epochs: int = 10
-    batch_size: int = 16
-    lr: float = 1e-2
-    base_channels: int = 8
-    depth: int = 2
-    threads: int = 2
+class StudyFolderError(ValueError):
+    """The output folder holds runs of a study with other settings."""
 
 
-@dataclass
-class RunResult:
-    """One (loss, seed) run: its history (one record per epoch) and wall-clock seconds."""
-
-    key: str
-    seed: int
-    history: list[EpochRecord]
-    seconds: float
-
-    @property
-    def final(self) -> EpochRecord:
-        return self.history[-1]
+def run_key(record: dict) -> RunKey:
+    return record["task"], record["loss"], float(record["lr"]), int(record["seed"])
 
 
-def _settings_tag(settings: StudySettings) -> str:
-    return json.dumps(asdict(settings), sort_keys=True)
+def load_runs(path: Path, settings: StudySettings) -> dict[RunKey, dict]:
+    """The finished runs in ``runs.jsonl`` made with ``settings``; other settings are an error.
+
+    A last line cut short by an interruption is ignored (that run is redone).
+    """
+    if not path.is_file():
+        return {}
+    runs, tag = {}, settings.run_tag()
+    lines = path.read_text().splitlines()
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines):
+                break
+            raise StudyFolderError(f"{path} line {number} is not JSON; move the file away to start over") from None
+        if record.get("settings") != tag:
+            raise StudyFolderError(f"{path} holds runs made with other settings ({_difference(record, settings)}); "
+                                   f"pass another --out, or the settings of that study, to reuse its runs")
+        runs[run_key(record)] = record
+    return runs
 
 
-def _load_done(path: Path, settings: StudySettings) -> dict[tuple[str, int], RunResult]:
-    done = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            entry = json.loads(line)
-            if entry["settings"] == _settings_tag(settings):
-                history = [EpochRecord(**record) for record in entry["history"]]
-                done[(entry["key"], entry["seed"])] = RunResult(entry["key"], entry["seed"], history, entry["seconds"])
-    return done
+def _difference(record: dict, settings: StudySettings) -> str:
+    try:
+        before = json.loads(record.get("settings") or "{}")
+    except json.JSONDecodeError:
+        return "unreadable settings"
+    now = settings.run_settings()
+    changed = [f"{name} {before.get(name)!r} there, {now.get(name)!r} now" for name in sorted(set(before) | set(now))
+               if before.get(name) != now.get(name)]
+    return ", ".join(changed[:4]) + (", ..." if len(changed) > 4 else "")
 
 
-def train_one(key: str, seed: int, settings: StudySettings, train_set, val_set, class_weights) -> RunResult:
-    """Train one loss with one seed; no files are written."""
-    _, spec, weighted = STUDY_LOSSES[key]
-    config = TrainConfig(num_classes=NUM_CLASSES, loss=spec, class_weights=class_weights if weighted else None,
-                         epochs=settings.epochs, batch_size=settings.batch_size, lr=settings.lr, seed=seed,
-                         base_channels=settings.base_channels, depth=settings.depth, device="cpu",
-                         save_predictions="none", class_names=list(CLASS_NAMES))
-    start = time.perf_counter()
-    history = Trainer(config, train_set, val_set, out_dir=None, log=None).fit()
-    return RunResult(key, seed, history, time.perf_counter() - start)
+def tuning_keys(settings: StudySettings) -> list[RunKey]:
+    return [(task, loss, lr, seed) for task in settings.tasks for loss in settings.losses
+            for lr in settings.lrs for seed in settings.tuning_seeds]
 
 
-def run_study(settings: StudySettings, out_dir, keys: Optional[Sequence[str]] = None,
-              log: Callable[[str], None] = print) -> list[RunResult]:
-    """Run (or reuse from ``runs.jsonl``) every (loss, seed) and write tables and plots."""
-    keys = list(STUDY_LOSSES) if keys is None else list(keys)
-    unknown = [key for key in keys if key not in STUDY_LOSSES]
-    if unknown:
-        raise ValueError(f"study losses must be among {list(STUDY_LOSSES)}, got {unknown}")
+def select_lr(runs: dict[RunKey, dict], task: str, loss: str, settings: StudySettings) -> float:
+    """The learning rate with the best mean validation mIoU at convergence over the tuning seeds."""
+    def score(lr: float) -> float:
+        values = [runs[(task, loss, lr, seed)]["points"]["converged"]["val"]["miou"] for seed in settings.tuning_seeds]
+        mean = sum(values) / len(values)
+        return -math.inf if math.isnan(mean) else mean
+
+    return max(settings.lrs, key=score)
+
+
+def final_keys(runs: dict[RunKey, dict], settings: StudySettings) -> list[RunKey]:
+    return [(task, loss, select_lr(runs, task, loss, settings), seed) for task in settings.tasks
+            for loss in settings.losses for seed in settings.seeds if seed not in settings.tuning_seeds]
+
+
+def known_keys(runs: dict[RunKey, dict], settings: StudySettings) -> list[RunKey]:
+    """The study's runs known so far: every tuning run, and the final runs of (task, loss) pairs tuned."""
+    keys = tuning_keys(settings)
+    for task in settings.tasks:
+        for loss in settings.losses:
+            if all((task, loss, lr, seed) in runs for lr in settings.lrs for seed in settings.tuning_seeds):
+                lr = select_lr(runs, task, loss, settings)
+                keys += [(task, loss, lr, seed) for seed in settings.seeds if seed not in settings.tuning_seeds]
+    return keys
+
+
+def describe(key: RunKey) -> str:
+    task, loss, lr, seed = key
+    return f"{task} {STUDY_LOSSES[loss][0]} lr {lr:g} seed {seed}"
+
+
+# ---- running: in this process (jobs=1) or in worker processes ----
+
+_WORKER: dict = {}
+
+
+def _worker_init(settings: StudySettings, threads: int, ticks, weights_dir) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
+    import torch
+
+    torch.set_num_threads(threads)
+    _WORKER.update(settings=settings, ticks=ticks, tasks={}, weights_dir=weights_dir)
+
+
+def _task(name: str, settings: StudySettings, cache: dict):
+    from segfuse.train.study_run import build_task
+
+    if name not in cache:
+        cache[name] = build_task(name, settings)
+    return cache[name]
+
+
+def _worker_run(key: RunKey) -> dict:
+    from segfuse.train.study_run import run_one
+
+    settings, ticks = _WORKER["settings"], _WORKER["ticks"]
+    task, loss, lr, seed = key
+    return run_one(_task(task, settings, _WORKER["tasks"]), loss, lr, seed, settings,
+                   on_epoch=lambda epoch: ticks.put((key, epoch)), weights_dir=_WORKER["weights_dir"])
+
+
+class Runner:
+    """Runs keys and hands each finished record to ``done``; ``tick(key, epoch)`` after every epoch."""
+
+    def __init__(self, settings: StudySettings, jobs: int, threads: int, weights_dir: Optional[Path] = None):
+        if jobs < 1 or threads < 1:
+            raise ValueError(f"jobs and threads must be >= 1, got jobs={jobs}, threads={threads}")
+        self.settings, self.jobs, self.threads, self.weights_dir = settings, jobs, threads, weights_dir
+        self._tasks: dict = {}
+
+    def run(self, keys: list[RunKey], done: Callable[[dict], None], tick: Callable[[RunKey, int], None]) -> None:
+        if not keys:
+            return
+        if self.jobs == 1:
+            import torch
+
+            torch.set_num_threads(self.threads)
+            from segfuse.train.study_run import run_one
+
+            for key in keys:
+                task, loss, lr, seed = key
+                done(run_one(_task(task, self.settings, self._tasks), loss, lr, seed, self.settings,
+                             on_epoch=lambda epoch, key=key: tick(key, epoch), weights_dir=self.weights_dir))
+            return
+        self._run_pool(keys, done, tick)
+
+    def _run_pool(self, keys, done, tick) -> None:
+        context = multiprocessing.get_context("spawn")
+        ticks = context.Queue()
+        pool = context.Pool(min(self.jobs, len(keys)), _worker_init,
+                            (self.settings, self.threads, ticks, self.weights_dir))
+        try:
+            pending = [pool.apply_async(_worker_run, (key,)) for key in keys]
+            while pending:
+                try:
+                    tick(*ticks.get(timeout=0.2))
+                except queue.Empty:
+                    pass
+                for result in [result for result in pending if result.ready()]:
+                    pending.remove(result)
+                    done(result.get())
+            pool.close()
+        finally:
+            pool.terminate()
+            pool.join()
+
+
+def run_study(settings: StudySettings, out_dir, jobs: int = 2, threads: int = 1, progress: bool = True,
+              log: Optional[Callable[[str], None]] = print, save_weights: bool = True) -> list[dict]:
+    """Run (or reuse) every run of the study, then write the report; returns the final runs' records.
+
+    With ``save_weights``, every point's model goes to ``out_dir/weights/<run>/<point>.pt``
+    (about 120 kB each with the default network).
+
+    Raises StudyFolderError when ``out_dir`` holds runs made with other settings. A
+    KeyboardInterrupt leaves every finished run in ``runs.jsonl``; rerunning resumes.
+    """
+    from segfuse.train.study_plots import plot_study
+    from segfuse.train.study_report import write_report
+
+    settings.validate()
+    log = log or (lambda line: None)
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} is a file; expected a folder")
+    runs_path = out_dir / RUNS_FILE
+    runs = load_runs(runs_path, settings)
     out_dir.mkdir(parents=True, exist_ok=True)
-    torch.set_num_threads(settings.threads)
-    train_set = ProceduralSegmentation(settings.train_samples, seed=0, image_size=settings.image_size)
-    val_set = ProceduralSegmentation(settings.val_samples, seed=1, image_size=settings.image_size)
-    weights = median_frequency_weights(class_frequencies(train_set, NUM_CLASSES))
-    runs_path = out_dir / "runs.jsonl"
-    done = _load_done(runs_path, settings)
-    results = []
-    for key in keys:
-        for seed in settings.seeds:
-            if (key, seed) not in done:
-                result = train_one(key, seed, settings, train_set, val_set, weights)
-                entry = {"key": key, "seed": seed, "settings": _settings_tag(settings), "seconds": result.seconds,
-                         "class_weights": weights if STUDY_LOSSES[key][2] else None,
-                         "history": [asdict(record) for record in result.history]}
-                with runs_path.open("a") as file:
-                    file.write(json.dumps(entry) + "\n")
-                done[(key, seed)] = result
-            result = done[(key, seed)]
-            log(f"{STUDY_LOSSES[key][0]:20s} seed {seed}: mIoU {result.final.miou:.4f}  "
-                f"rare IoU {result.final.iou[RARE_CLASS]:.4f}  recall {result.final.recall[RARE_CLASS]:.4f}  "
-                f"{result.seconds:.1f}s")
-            results.append(result)
-    rows = summarize(results)
-    write_tables(rows, settings, out_dir)
-    plot_curves(results, out_dir)
-    return results
+    _write_json(out_dir / "settings.json", settings.to_dict())
+    total = settings.total_runs()
+    reused = len(set(runs) & set(known_keys(runs, settings)))
+    if reused:
+        log(f"reusing {reused} of {total} runs from {runs_path} (made with the same settings)")
+    runner = Runner(settings, jobs, threads, out_dir / "weights" if save_weights else None)
+    with StudyProgress(total, enabled=progress, initial=reused) as bar:
+        def done(record: dict) -> None:
+            with runs_path.open("a") as file:
+                file.write(json.dumps(record) + "\n")
+                file.flush()
+                os.fsync(file.fileno())
+            runs[run_key(record)] = record
+            bar.finish(describe(run_key(record)))
+            converged = record["points"]["converged"]
+            log(f"{describe(run_key(record))}: test mIoU {converged['test']['miou']:.3f} at epoch "
+                f"{converged['epochs']} ({record['seconds']:.0f} s)")
+
+        def tick(key: RunKey, epoch: int) -> None:
+            bar.tick(describe(key), epoch)
+
+        runner.run([key for key in tuning_keys(settings) if key not in runs], done, tick)
+        runner.run([key for key in final_keys(runs, settings) if key not in runs], done, tick)
+    finals = [runs[key] for key in _reported_keys(runs, settings)]
+    write_report(runs, settings, out_dir)
+    plot_study(runs, settings, out_dir)
+    return finals
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    mean = sum(values) / len(values)
-    if len(values) < 2:
-        return mean, float("nan")
-    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+def _reported_keys(runs: dict[RunKey, dict], settings: StudySettings) -> list[RunKey]:
+    return [(task, loss, select_lr(runs, task, loss, settings), seed) for task in settings.tasks
+            for loss in settings.losses for seed in settings.seeds]
 
 
-def summarize(results: list[RunResult]) -> list[dict]:
-    """Per loss: mean and sample std over seeds of the final scores, and seconds per epoch."""
-    rows = []
-    for key in dict.fromkeys(result.key for result in results):
-        runs = [result for result in results if result.key == key]
-        finals = [run.final for run in runs]
-        row = {"key": key, "loss": STUDY_LOSSES[key][0], "seeds": len(runs)}
-        metrics = {
-            "miou": [f.miou for f in finals],
-            "rare_iou": [f.iou[RARE_CLASS] for f in finals],
-            "rare_recall": [f.recall[RARE_CLASS] for f in finals],
-            "rare_precision": [f.metrics["per_class"][CLASS_NAMES[RARE_CLASS]]["precision"] for f in finals],
-            "seconds_per_epoch": [sum(r.seconds for r in run.history) / len(run.history) for run in runs],
-        }
-        for name, values in metrics.items():
-            row[f"{name}_mean"], row[f"{name}_std"] = _mean_std(values)
-        row["rare_iou_min"], row["rare_iou_max"] = min(metrics["rare_iou"]), max(metrics["rare_iou"])
-        rows.append(row)
-    return rows
-
-
-def separation(row: dict, baseline: dict) -> str:
-    """"above" / "below" when every seed's rare IoU lies above / below every seed of the baseline."""
-    if row["rare_iou_min"] > baseline["rare_iou_max"]:
-        return "above"
-    if row["rare_iou_max"] < baseline["rare_iou_min"]:
-        return "below"
-    return "overlap"
-
-
-def write_tables(rows: list[dict], settings: StudySettings, out_dir: Path) -> None:
-    """summary.csv (every column) and summary.md (mean ± std; rare IoU change against CE)."""
-    with (out_dir / "summary.csv").open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    baseline = next((row for row in rows if row["key"] == "ce"), None)
-    lines = [
-        f"Procedural task ({settings.image_size}x{settings.image_size}, {settings.train_samples} train / "
-        f"{settings.val_samples} val scenes), U-Net base {settings.base_channels} depth {settings.depth}, "
-        f"{settings.epochs} epochs, batch {settings.batch_size}, AdamW lr {settings.lr}, seeds "
-        f"{list(settings.seeds)}; final-epoch validation scores, mean ± sample std over seeds. "
-        f"Rare class: '{CLASS_NAMES[RARE_CLASS]}' (~1% of pixels).",
-        "",
-        "Δ: change of the mean rare IoU against CE; seeds vs CE: whether every seed's rare IoU lies above "
-        "(or below) every CE seed's, or the ranges overlap. s / epoch: the training pass of one epoch.",
-        "",
-        "| loss | mIoU | rare IoU | rare recall | rare precision | Δ rare IoU vs CE | seeds vs CE | s / epoch |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for row in rows:
-        versus = ["", ""] if baseline is None else [
-            f"{row['rare_iou_mean'] - baseline['rare_iou_mean']:+.3f}",
-            "" if row is baseline else separation(row, baseline)]
-        cells = [f"{row[f'{name}_mean']:.3f} ± {row[f'{name}_std']:.3f}"
-                 for name in ("miou", "rare_iou", "rare_recall", "rare_precision")]
-        cells += [*versus, f"{row['seconds_per_epoch_mean']:.2f}"]
-        lines.append(f"| {row['loss']} | " + " | ".join(cells) + " |")
-    (out_dir / "summary.md").write_text("\n".join(lines) + "\n")
-
-
-def plot_curves(results: list[RunResult], out_dir: Path) -> None:
-    """Validation curves per epoch, one line per loss (mean over seeds, band min..max)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    curves = {
-        "miou": ("validation mIoU", lambda r: r.miou),
-        "rare_iou": (f"validation IoU of '{CLASS_NAMES[RARE_CLASS]}'", lambda r: r.iou[RARE_CLASS]),
-        "rare_recall": (f"validation recall of '{CLASS_NAMES[RARE_CLASS]}'", lambda r: r.recall[RARE_CLASS]),
-    }
-    for name, (title, value) in curves.items():
-        figure, axes = plt.subplots(figsize=(7, 4.5))
-        for key in dict.fromkeys(result.key for result in results):
-            runs = [result for result in results if result.key == key]
-            epochs = [record.epoch for record in runs[0].history]
-            values = torch.tensor([[value(record) for record in run.history] for run in runs], dtype=torch.float64)
-            line, = axes.plot(epochs, values.mean(0).tolist(), label=STUDY_LOSSES[key][0])
-            axes.fill_between(epochs, values.min(0).values.tolist(), values.max(0).values.tolist(),
-                              color=line.get_color(), alpha=0.15)
-        axes.set_xlabel("epoch")
-        axes.set_title(f"{title} (mean over {len(runs)} seeds, band = min..max)")
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize=8)
-        figure.tight_layout()
-        figure.savefig(out_dir / f"curves_{name}.png", dpi=110)
-        plt.close(figure)
+def _write_json(path: Path, document) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(document, indent=1) + "\n")
+    os.replace(temporary, path)

@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -85,3 +86,73 @@ def test_bad_input_is_one_line_and_exit_code_2(tmp_path, capsys, arguments, mess
     assert train(tmp_path / "run", "--epochs", "1", *arguments) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("segfuse: error:") and message in error and "\n" not in error
+
+
+def test_resume_with_another_loss_is_refused_naming_both(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train(out, "--epochs", "2", "--stop-after", "1", "--loss", "ce", "--save-predictions", "none") == 0
+    capsys.readouterr()
+    assert train(out, "--epochs", "2", "--loss", "dice", "--save-predictions", "none",
+                 "--resume", str(out / "checkpoints" / "last.pt")) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "loss" in error and "'ce'" in error and "'dice'" in error
+
+
+def test_ctrl_c_prints_one_line_exits_130_and_names_the_checkpoint(tmp_path, capsys, monkeypatch):
+    from segfuse.train.loop import Trainer
+
+    run_epoch = Trainer.run_epoch
+
+    def interrupted_in_epoch_2(self, epoch, bar):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return run_epoch(self, epoch, bar)
+
+    monkeypatch.setattr(Trainer, "run_epoch", interrupted_in_epoch_2)
+    out = tmp_path / "run"
+    try:
+        code = train(out, "--epochs", "3", "--save-predictions", "none")
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped segfuse train")
+    assert code == 130
+    error = capsys.readouterr().err.strip()
+    checkpoint = out / "checkpoints" / "last.pt"
+    assert "\n" not in error and "epoch 1" in error and f"--resume {checkpoint}" in error
+    assert checkpoint.is_file()
+
+
+def test_ctrl_c_before_the_first_checkpoint_says_there_is_none(tmp_path, capsys, monkeypatch):
+    from segfuse.train.loop import Trainer
+
+    def interrupted(self, epoch, bar):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "run_epoch", interrupted)
+    try:
+        code = train(tmp_path / "run", "--epochs", "2")
+    except KeyboardInterrupt:
+        pytest.fail("KeyboardInterrupt escaped segfuse train")
+    error = capsys.readouterr().err.strip()
+    assert code == 130 and "\n" not in error and "no checkpoint" in error
+
+
+def test_building_the_train_and_study_parsers_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = ("import argparse, sys\n"
+            "from segfuse.cli import study, train\n"
+            "subparsers = argparse.ArgumentParser().add_subparsers()\n"
+            "train.add_parser(subparsers); study.add_parser(subparsers)\n"
+            "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'torch'\n"
+            "                or m in ('segfuse.train.loop', 'segfuse.train.study', 'segfuse.train.study_run'))\n"
+            "print(loaded)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+def test_help_gives_the_run_time(capsys):
+    for command in ("train", "study"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        assert re.search(r"about \d+ (s|min)[^\n]* on 2 CPU cores", " ".join(capsys.readouterr().out.split())), command
