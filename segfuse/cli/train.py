@@ -13,7 +13,10 @@ EXIT_INTERRUPTED = 130
 EPILOG = """loss terms: ce, focal, dice, jaccard, tversky, gdl, lovasz, weighted as 'ce:1,dice:0.5' or
 summed as 'focal+dice'. --class-weights 'auto' is median frequency balancing over the train split.
 Writes OUT/history.json, OUT/metrics.json, OUT/checkpoints/last.pt and
-OUT/predictions/epoch_NNN/{pred,gt}/<stem>.png (read them back with segfuse eval)."""
+OUT/predictions/epoch_NNN/{pred,gt}/<stem>.png (read them back with segfuse eval).
+Run time: the defaults (10 epochs of 512 procedural 64x64 scenes, U-Net base 16 depth 3) take
+about 2 min on 2 CPU cores. A checkpoint is saved after every epoch: after Ctrl-C, rerun the
+same command with --resume OUT/checkpoints/last.pt to continue exactly where it stopped."""
 
 
 def _floats(text: str) -> list[float]:

@@ -106,3 +106,44 @@ def test_validation_writes_masks_that_give_the_reported_scores(tmp_path):
 def test_bad_configs_are_clear_errors(overrides, message):
     with pytest.raises(ValueError, match=message):
         fit_weights(tiny_config(**overrides))
+
+
+def test_schedules_warm_up_then_cosine_or_constant_and_decay_linearly():
+    from segfuse.train.loop import LearningRateSchedule
+
+    total = 200  # warm-up: the first 10 steps
+    cosine, constant = LearningRateSchedule("cosine", total), LearningRateSchedule("constant", total)
+    assert [cosine(step) for step in range(10)] == [constant(step) for step in range(10)] == \
+        [(step + 1) / 10 for step in range(10)]
+    assert cosine(10) == 1.0 and cosine(105) == pytest.approx(0.5) and cosine(200) == pytest.approx(0.0)
+    assert all(constant(step) == 1.0 for step in range(10, 400))
+    constant.decay(start=50, length=20)
+    assert constant(49) == 1.0 and constant(50) == 1.0 and constant(60) == pytest.approx(0.5)
+    assert constant(69) == pytest.approx(0.05) and constant(70) == 0.0 and constant(90) == 0.0
+    constant.clear_decay()
+    assert constant(60) == 1.0
+    with pytest.raises(ValueError, match="schedule must be one of"):
+        LearningRateSchedule("step", 10)
+
+
+def test_a_constant_schedule_resumes_exactly_too(tmp_path):
+    config = tiny_config(epochs=2, schedule="constant")
+    weights, _, history = fit_weights(config)
+    fit_weights(config, out_dir=tmp_path, stop_after=1)
+    resumed_weights, _, resumed_history = fit_weights(config, resume=tmp_path / "checkpoints/last.pt")
+    assert all(torch.equal(value, resumed_weights[name]) for name, value in weights.items())
+    assert [r.lr for r in history] == [r.lr for r in resumed_history]
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(loss="dice"), "loss must equal the checkpoint's 'ce' to resume, got 'dice'"),
+    (dict(lr=0.1), "lr must equal the checkpoint's 0.01 to resume, got 0.1"),
+    (dict(class_weights=[1.0, 1.0, 1.0, 2.0]), "class_weights must equal the checkpoint's None"),
+    (dict(schedule="constant"), "schedule must equal the checkpoint's 'cosine'"),
+])
+def test_a_resume_that_would_change_the_run_is_refused(tmp_path, change, message):
+    fit_weights(tiny_config(epochs=2), out_dir=tmp_path, stop_after=1)
+    with pytest.raises(ValueError, match=message):
+        fit_weights(tiny_config(epochs=2, **change), resume=tmp_path / "checkpoints/last.pt")
+    # what does not change the run (device, predictions, checkpoints kept) may differ
+    fit_weights(tiny_config(epochs=2, keep_checkpoints=True), resume=tmp_path / "checkpoints/last.pt")
