@@ -141,10 +141,34 @@ def difference_section(runs, settings: StudySettings, task: str) -> list[str]:
             value = chosen[name][1]
             interval = difference_interval(values(other, point, value), values(baseline, point, value))
             mark = "" if math.isnan(interval.low) or interval.low <= 0 <= interval.high else " *"
-            cells.append(f"{interval.format(3)}{mark}")
+            cells.append(f"{interval.format(3, signed=True)}{mark}")
         rows.append(cells)
     return ["Difference against CE (each at its chosen learning rate), mean ± 95 % Welch interval; "
             "* marks an interval that excludes 0:", ""] + _table(header, rows)
+
+
+def first_found(run: dict, rare: int):
+    """The first epoch of the constant-learning-rate phase whose validation rare-class IoU reaches FOUND."""
+    return next((point["epoch"] for point in run["curve"] if point["val_iou"][rare] >= FOUND), None)
+
+
+def speed_section(runs, settings: StudySettings, task: str) -> list[str]:
+    rare = task_info(task)["rare"]
+    header = ["loss", "lr", f"first epoch with validation rare IoU ≥ {FOUND}, per seed", "median", "never"]
+    rows = []
+    for loss in settings.losses:
+        chosen = reported_runs(runs, settings, task, loss)
+        epochs = [first_found(run, rare) for run in chosen]
+        found = sorted(epoch for epoch in epochs if epoch is not None)
+        never = len(epochs) - len(found)
+        # the median counts a seed that never found it as later than any that did
+        ordered = found + [math.inf] * never
+        median = ordered[(len(ordered) - 1) // 2] if ordered else math.nan
+        rows.append([STUDY_LOSSES[loss][0], f"{chosen[0]['lr']:g}" if chosen else "",
+                     " / ".join("never" if epoch is None else str(epoch) for epoch in epochs),
+                     "never" if median == math.inf else f"{median:g}", f"{never}/{len(epochs)}"])
+    return ["Speed of learning the rare class (constant-learning-rate phase, before any decay; a seed that "
+            f"never found it within its run counts as later than every other for the median):", ""] + _table(header, rows)
 
 
 def seeds_section(runs, settings: StudySettings, task: str) -> list[str]:
@@ -193,7 +217,8 @@ def write_report(runs: dict[RunKey, dict], settings: StudySettings, out_dir: Pat
         lines += header_lines(settings, task)
         sections = [sweep_section(runs, settings, task)]
         sections += [metric_section(runs, settings, task, name) for name in metrics(task)]
-        sections += [difference_section(runs, settings, task), seeds_section(runs, settings, task)]
+        sections += [speed_section(runs, settings, task), difference_section(runs, settings, task),
+                     seeds_section(runs, settings, task)]
         for section in sections:
             if section:
                 lines += section + [""]

@@ -42,12 +42,14 @@ class Interval:
     low: float
     high: float
 
-    def format(self, digits: int = 3) -> str:
+    def format(self, digits: int = 3, signed: bool = False) -> str:
+        """``"0.812 ± 0.031"`` (``"+0.812 ± ..."`` with ``signed``); the mean alone when n = 1; "n/a" when n = 0."""
         if math.isnan(self.mean):
             return "n/a"
+        mean = f"{self.mean:+.{digits}f}" if signed else f"{self.mean:.{digits}f}"
         if math.isnan(self.half_width):
-            return f"{self.mean:.{digits}f}"
-        return f"{self.mean:.{digits}f} ± {self.half_width:.{digits}f}"
+            return mean
+        return f"{mean} ± {self.half_width:.{digits}f}"
 
 
 def _clean(values: Sequence[float]) -> list[float]:

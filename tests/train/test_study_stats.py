@@ -32,6 +32,7 @@ def test_nan_values_are_left_out_and_one_value_has_no_interval():
     assert single.mean == 0.4 and math.isnan(single.half_width) and single.format() == "0.400"
     assert mean_interval([]).format() == "n/a"
     assert mean_interval([0.1, 0.3]).format(2) == f"0.20 ± {12.706 * 0.1:.2f}"
+    assert mean_interval([0.1, 0.3]).format(1, signed=True) == "+0.2 ± 1.3"
 
 
 def test_welch_interval_uses_the_rounded_down_welch_degrees_of_freedom():
