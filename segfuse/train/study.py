@@ -168,8 +168,13 @@ class Runner:
     def _run_pool(self, keys, done, tick) -> None:
         context = multiprocessing.get_context("spawn")
         ticks = context.Queue()
-        pool = context.Pool(min(self.jobs, len(keys)), _worker_init,
-                            (self.settings, self.threads, ticks, self.weights_dir))
+        # the workers start with Ctrl-C ignored (inherited), so that only this process reports it
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            pool = context.Pool(min(self.jobs, len(keys)), _worker_init,
+                                (self.settings, self.threads, ticks, self.weights_dir))
+        finally:
+            signal.signal(signal.SIGINT, previous)
         try:
             pending = [pool.apply_async(_worker_run, (key,)) for key in keys]
             while pending:
