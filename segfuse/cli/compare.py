@@ -334,7 +334,7 @@ def _print_table(comparison, settings: Settings, score: str) -> None:
                 table.add_section()
             table.add_row(*cells, style=styles.get(classes[-1]))
         console = Console()
-        width = console.measure(table).maximum
+        width = Console(width=1 << 16).measure(table).maximum  # the table's natural width, unclamped
         (console if width <= console.width else Console(width=width)).print(table)
         if source.note:
             print(source.note)
