@@ -25,8 +25,9 @@ Convention:
     the verdict "absent" and a NaN interval. Otherwise the verdict is "better" when the
     lower bound is > 0, "worse" when the upper bound is < 0, and "within noise" when the
     interval holds 0. Bounds are linear interpolations between order statistics (numpy's
-    default percentile). The resamples are drawn from ``torch.Generator().manual_seed(seed)``
-    and are the same for every score, so the verdicts are reproducible and consistent.
+    default percentile). The resamples are drawn on the CPU from
+    ``torch.Generator().manual_seed(seed)`` (whatever the device of the counts) and are
+    the same for every score, so the verdicts are reproducible and consistent.
     Counts are summed in float64, exact while every sum stays below 2**53 pixels.
 """
 
@@ -90,9 +91,10 @@ def bootstrap_indices(num_images: int, resamples: int, seed: int = 0) -> torch.T
     return torch.cat(list(_chunks(num_images, resamples, seed)))
 
 
-def _multiplicities(indices: torch.Tensor, num_images: int) -> torch.Tensor:
-    """How often each image occurs in each resample: float64 ``(r, N)``."""
-    weights = torch.zeros(indices.shape[0], num_images, dtype=torch.float64)
+def _multiplicities(indices: torch.Tensor, num_images: int, device=None) -> torch.Tensor:
+    """How often each image occurs in each resample: float64 ``(r, N)`` on ``device``."""
+    indices = indices.to(device)
+    weights = torch.zeros(indices.shape[0], num_images, dtype=torch.float64, device=device)
     return weights.scatter_add_(1, indices, torch.ones_like(indices, dtype=torch.float64))
 
 
@@ -196,8 +198,11 @@ def _check_counts(counts_a: torch.Tensor, counts_b: torch.Tensor) -> None:
         check_tensor(name, counts)
         if counts.dim() != 3 or counts.shape[1] != 3:
             raise ValueError(f"{name} must have shape (N, 3, C) (TP, FP, FN per image), got {tuple(counts.shape)}")
-    if counts_a.shape != counts_b.shape:
-        raise ValueError(f"counts_a and counts_b must have the same shape, got {tuple(counts_a.shape)} and {tuple(counts_b.shape)}")
+    if counts_a.shape != counts_b.shape or counts_a.device != counts_b.device:
+        raise ValueError(
+            f"counts_a and counts_b must have the same shape and device, got {tuple(counts_a.shape)} on "
+            f"{counts_a.device} and {tuple(counts_b.shape)} on {counts_b.device}"
+        )
     if counts_a.shape[0] < 2:
         raise ValueError(f"a bootstrap over images needs at least 2 images, got {counts_a.shape[0]}")
     support_a, support_b = counts_a[:, 0] + counts_a[:, 2], counts_b[:, 0] + counts_b[:, 2]
@@ -226,7 +231,7 @@ def _replicate_deltas(counts_a, counts_b, resamples, seed, beta, zero_division) 
     flat_b = counts_b.reshape(num_images, -1).to(torch.float64)
     parts: dict[str, list[torch.Tensor]] = {}
     for indices in _chunks(num_images, resamples, seed):
-        weights = _multiplicities(indices, num_images)
+        weights = _multiplicities(indices, num_images, flat_a.device)
         scores_a = scores_from_counts((weights @ flat_a).view(-1, 3, num_classes), beta, zero_division)
         scores_b = scores_from_counts((weights @ flat_b).view(-1, 3, num_classes), beta, zero_division)
         for name in scores_a:

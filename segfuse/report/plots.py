@@ -82,6 +82,6 @@ def comparison_plot(comparison: "ModelComparison", score: str = "iou", labels: S
     handles = [axes.plot([], [], "o-", color=color, label=verdict)[0] for verdict, color in VERDICT_COLORS.items() if verdict != "absent"]
     axes.legend(handles=handles, loc="lower right", bbox_to_anchor=(1.0, 1.0), ncol=3, fontsize=8, frameon=False, borderaxespad=0.1)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI)
+    figure.savefig(buffer, format="png", dpi=DPI, pil_kwargs={"compress_level": 1})
     plt.close(figure)
     return buffer.getvalue()
