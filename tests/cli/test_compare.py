@@ -209,3 +209,14 @@ def test_undefined_bounds_are_null_in_json(tmp_path, capsys):
     iou = document["per_class"]["iou"]
     assert iou["low"][3] is None and iou["high"][3] is None and 0 < iou["defined"][3] < 1
     assert iou["verdict"][3] == "within noise" and not math.isnan(iou["delta"][3])
+
+
+def test_a_folder_against_itself_is_within_noise(folders, capsys):
+    paths, _ = folders
+    args = ["compare", "--gt", paths["gt"], "--pred", paths["a"], "--pred", paths["a"], "--json", "--resamples", 100]
+    assert main([str(arg) for arg in args]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert [model["name"] for model in document["models"].values()] == ["A", "B"]
+    for score in document["per_class"].values():
+        assert score["verdict"] == ["within noise"] * NUM_CLASSES and score["low"] == score["high"] == [0.0] * NUM_CLASSES
+    assert {mean["verdict"] for mean in document["means"].values()} == {"within noise"}
