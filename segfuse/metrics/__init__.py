@@ -19,3 +19,7 @@ __all__ = [
     "semantic_metrics",
     "semantic_scores",
 ]
+
+from segfuse.metrics.compare import ModelComparison, ScoreDelta, compare_counts, compare_models, image_counts  # noqa: E402
+
+__all__ += ["ModelComparison", "ScoreDelta", "compare_counts", "compare_models", "image_counts"]
