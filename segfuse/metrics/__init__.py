@@ -8,7 +8,13 @@ from segfuse.metrics.confusion import (
 )
 from segfuse.metrics.fscore import fscore
 from segfuse.metrics.pr_curve import BinaryPRCurve, PRCurve, average_precision, precision_recall_curve
-from segfuse.metrics.scores import CONVENTIONS, DEFAULT_CONVENTION, SemanticScores, semantic_scores
+from segfuse.metrics.scores import (
+    CONVENTIONS,
+    DEFAULT_CONVENTION,
+    SemanticScores,
+    generalized_dice_score,
+    semantic_scores,
+)
 from segfuse.metrics.semantic import SemanticMetrics, semantic_metrics
 
 __all__ = [
@@ -22,6 +28,7 @@ __all__ = [
     "average_precision",
     "confusion_matrix",
     "fscore",
+    "generalized_dice_score",
     "mask_overlap_counts",
     "per_image_confusion_matrix",
     "precision_recall_curve",

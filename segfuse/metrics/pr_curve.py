@@ -131,7 +131,7 @@ def exact_curve(scores: torch.Tensor, positives: torch.Tensor) -> PRCurve:
 def binned_counts(scores: torch.Tensor, positives: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
     """Histogram ``(2, T + 1)`` int64 of [negatives, positives] by the number of thresholds <= score."""
     dtype = torch.promote_types(scores.dtype, thresholds.dtype)
-    bucket = torch.searchsorted(thresholds.to(scores.device, dtype), scores.to(dtype), right=True)
+    bucket = torch.searchsorted(thresholds.to(scores.device, dtype), scores.to(dtype).contiguous(), right=True)
     size = thresholds.numel() + 1
     return torch.bincount(bucket + size * positives.to(torch.int64), minlength=2 * size).reshape(2, size)
 

@@ -361,3 +361,46 @@ def per_image_scores(
         class_names=list(class_names) if class_names is not None else None, convention=convention,
         per_image=True, per_image_average=average,
     )
+
+
+# ---- generalized Dice score ----------------------------------------------------------------------
+
+GENERALIZED_DICE_WEIGHTS = ("square", "simple", "linear")
+
+
+def generalized_dice_score(counts, weight: str = "square", zero_division="nan") -> torch.Tensor:
+    """Generalized Dice score (Sudre et al. 2017) from counts ``(..., C)`` or confusion matrices ``(..., C, C)``.
+
+    GDS = 2 sum_c w_c TP_c / sum_c w_c (2 TP_c + FP_c + FN_c) with w_c = 1 / support_c^2
+    (``"square"``), 1 / support_c (``"simple"``) or 1 (``"linear"``), support = TP + FN.
+
+    Convention:
+        A class absent from an image's truth has an infinite weight; it takes the largest
+        finite weight of that image, or 1 when there is none (MONAI's
+        ``compute_generalized_dice``; torchmetrics 1.9 indexes that replacement differently,
+        so the two disagree exactly when some class is absent from some image). A score whose
+        denominator is 0 (nothing in the truth or the prediction) follows ``zero_division``.
+
+    Returns:
+        float64 ``(...)``: one score per count vector (per image for per-image counts).
+
+    Example:
+        >>> counts = OverlapCounts(torch.tensor([3, 1]), torch.tensor([1, 0]), torch.tensor([0, 1]))
+        >>> generalized_dice_score(counts)
+        tensor(0.7636, dtype=torch.float64)
+    """
+    check_choice("weight", weight, GENERALIZED_DICE_WEIGHTS)
+    check_zero_division(zero_division)
+    (tp, fp, fn), _ = _as_counts(counts)
+    tp, fp, fn = (x.to(torch.float64) for x in (tp, fp, fn))
+    support = tp + fn
+    if weight == "linear":
+        weights = torch.ones_like(support)
+    else:
+        weights = torch.where(support > 0, 1.0 / support.clamp_min(1) ** (2 if weight == "square" else 1), 0.0)
+    largest = weights.amax(-1, keepdim=True)
+    weights = torch.where(support > 0, weights, torch.where(largest > 0, largest, torch.ones_like(largest)))
+    numerator = (2 * weights * tp).sum(-1)
+    denominator = (weights * (2 * tp + fp + fn)).sum(-1)
+    fill = torch.full_like(numerator, zero_division_value(zero_division))
+    return torch.where(denominator > 0, numerator / denominator.clamp_min(1e-300), fill)
