@@ -147,7 +147,8 @@ def _num_classes(settings: Settings, counted: list[PairCounts]) -> int:
     return found
 
 
-def _per_image_rows(items: list[PairCounts], batch: torch.Tensor, names: list[str], beta: float, convention: str) -> list[dict]:
+def _per_image_rows(items: list[PairCounts], batch: torch.Tensor, names: list[str], beta: float,
+                    convention: str) -> list[dict]:
     scores = semantic_scores(batch, beta=beta, convention=convention)
     means = {name: getattr(scores, name).tolist() for name in (*MEAN_NAMES.values(), "acc")}
     iou = scores.iou.tolist()

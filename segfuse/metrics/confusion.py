@@ -322,7 +322,8 @@ def mask_overlap_counts(
     check_tensor("target", target)
     if pred.dim() < 2 or pred.shape != target.shape:
         raise ValueError(
-            f"pred and target masks must have the same shape (N, C, *S), got {tuple(pred.shape)} and {tuple(target.shape)}"
+            "pred and target masks must have the same shape (N, C, *S), "
+            f"got {tuple(pred.shape)} and {tuple(target.shape)}"
         )
     if validate_args:
         check_mask_values("pred", pred)

@@ -71,7 +71,8 @@ CONVENTIONS: dict[str, Convention] = {
     rule.name: rule
     for rule in (
         Convention("segfuse", "SPEC 4: a score is undefined exactly when its own denominator is 0"),
-        Convention("mmseg", "mmsegmentation IoUMetric (F from precision and recall)", fscore_from_precision_recall=True),
+        Convention("mmseg", "mmsegmentation IoUMetric (F from precision and recall)",
+                   fscore_from_precision_recall=True),
         Convention("detectron2", "detectron2 SemSegEvaluator (classes absent from the truth left out)",
                    undefined_without_truth=True),
         Convention("torchmetrics", "torchmetrics Multiclass* (average='macro'), MeanIoU per image",
@@ -225,7 +226,11 @@ class SemanticScores:
 
 
 def check_score_args(
-    beta: float, zero_division, class_names: Sequence[str] | None, num_classes: int, convention: str = DEFAULT_CONVENTION
+    beta: float,
+    zero_division,
+    class_names: Sequence[str] | None,
+    num_classes: int,
+    convention: str = DEFAULT_CONVENTION,
 ) -> None:
     check_positive("beta", beta)
     check_zero_division(zero_division)

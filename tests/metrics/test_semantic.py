@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from monai.metrics import compute_generalized_dice
 from torchmetrics.classification import (
     MulticlassFBetaScore,
     MulticlassJaccardIndex,
@@ -11,8 +12,10 @@ from torchmetrics.classification import (
 from torchmetrics.segmentation import DiceScore, MeanIoU
 
 from segfuse.metrics import (
+    OverlapCounts,
     SemanticMetrics,
     confusion_matrix,
+    generalized_dice_score,
     mask_overlap_counts,
     per_image_confusion_matrix,
     semantic_metrics,
@@ -119,7 +122,8 @@ def test_convention_named_conventions_change_only_their_rules():
     target = torch.tensor([[0, 0, 2, 2]])
     pred = torch.tensor([[0, 1, 1, 1]])
     segfuse, mmseg, detectron2, torchmetrics = (
-        semantic_metrics(pred, target, 4, convention=name) for name in ("segfuse", "mmseg", "detectron2", "torchmetrics")
+        semantic_metrics(pred, target, 4, convention=name)
+        for name in ("segfuse", "mmseg", "detectron2", "torchmetrics")
     )
     # mmseg: F from P and R, NaN where TP = 0 (classes 1 and 2); everything else as segfuse
     assert math.isnan(mmseg.fscore[1]) and math.isnan(mmseg.fscore[2]) and segfuse.fscore[2] == 0
@@ -249,7 +253,9 @@ def test_per_image_state_is_o_of_c():
     for seed in range(3):
         metric.update(*random_maps(seed, (5, 6, 6), 4))
     sizes = {name: tuple(value.shape) for name, value in metric.sums.items()}
-    assert sizes == {"class_sums": (5, 4), "class_counts": (5, 4), "image_sums": (7,), "image_counts": (7,), "num_images": ()}
+    assert sizes == {
+        "class_sums": (5, 4), "class_counts": (5, 4), "image_sums": (7,), "image_counts": (7,), "num_images": ()
+    }
 
 
 def test_scores_input_reset_and_to_dict():
@@ -317,7 +323,7 @@ def test_one_hot_masks_equal_their_class_maps():
     torch.testing.assert_close(per_image.iou, semantic_metrics(pred, target, 4, convention="monai").iou, equal_nan=True)
 
 
-def test_multi_hot_masks_are_counted_channel_by_channel():
+def test_convention_multi_hot_masks_are_counted_channel_by_channel():
     pred = torch.tensor([[[1.0, 1.0, 0.0, 1.0], [1.0, 0.0, 0.0, 1.0]]])  # pixel 0 and 3 in both channels
     target = torch.tensor([[[1, 0, 0, 0], [0, 0, 1, 1]]])
     counts = mask_overlap_counts(pred, target)
@@ -371,14 +377,14 @@ def test_thin_two_dimensional_maps_keep_their_meaning():
 def test_state_dict_round_trip_resumes_exactly(per_image):
     """Issue 11: SemanticMetrics had no state_dict / load_state_dict."""
     pred, target = random_maps(17, (4, 8, 8), 5, ignore_index=255)
-    full = SemanticMetrics(5, 255, per_image=per_image, convention="mmseg")
+    full = SemanticMetrics(5, 255, beta=2.0, per_image=per_image)
     full.update(pred[:2], target[:2])
     full.update(pred[2:], target[2:])
-    first = SemanticMetrics(5, 255, per_image=per_image, convention="mmseg")
+    first = SemanticMetrics(5, 255, beta=2.0, per_image=per_image)
     first.update(pred[:2], target[:2])
     saved = first.state_dict()
     first.update(pred[:1], target[:1])  # later changes do not reach the saved copy
-    resumed = SemanticMetrics(5, 255, per_image=per_image, convention="mmseg")
+    resumed = SemanticMetrics(5, 255, beta=2.0, per_image=per_image)
     resumed.load_state_dict(saved)
     resumed.update(pred[2:], target[2:])
     ours, expected = resumed.compute(), full.compute()
@@ -407,3 +413,29 @@ def test_device_argument_and_to_keep_the_state_there():
     moved.update(*random_maps(19, (2, 4, 4), 3))
     assert moved.to("meta") is moved and moved.device.type == "meta"
     assert {value.device.type for value in moved.state_dict().values()} == {"meta"}
+
+
+# ---- generalized Dice score --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("weight", ["square", "simple", "linear"])
+def test_convention_generalized_dice_score_equals_monai_with_absent_classes(weight):
+    generator = torch.Generator().manual_seed(20)
+    pred = torch.randint(0, 2, (3, 4, 6, 6), generator=generator)
+    target = torch.randint(0, 2, (3, 4, 6, 6), generator=generator)
+    target[0, 1] = 0  # absent from image 0: infinite weight -> the image's largest finite weight
+    target[2] = 0  # image 2 has no truth at all: every weight infinite -> 1
+    ours = generalized_dice_score(mask_overlap_counts(pred.bool(), target.bool(), per_image=True), weight=weight)
+    monai_weight = {"linear": "uniform"}.get(weight, weight)
+    theirs = compute_generalized_dice(pred.float(), target.float(), weight_type=monai_weight, sum_over_classes=True)
+    torch.testing.assert_close(ours.float(), theirs.reshape(-1))
+    maps = generalized_dice_score(per_image_confusion_matrix(*random_maps(21, (2, 5, 5), 3), 3), weight=weight)
+    assert maps.shape == (2,) and torch.isfinite(maps).all()
+
+
+def test_generalized_dice_score_of_nothing_follows_zero_division():
+    empty = OverlapCounts(*(torch.zeros(2, 3, dtype=torch.int64) for _ in range(3)))
+    assert torch.isnan(generalized_dice_score(empty)).all()
+    assert generalized_dice_score(empty, zero_division=1).tolist() == [1.0, 1.0]  # MONAI's value for 0/0
+    with pytest.raises(ValueError, match="weight"):
+        generalized_dice_score(empty, weight="cubic")

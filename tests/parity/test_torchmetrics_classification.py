@@ -108,7 +108,8 @@ def test_jaccard_doctests():
     for preds in (torch.tensor([2, 1, 0, 1]), scores):
         close(semantic_metrics(preds, target, 3, convention="torchmetrics").miou, 0.6667)
     target = torch.tensor([[0, 1, 0], [1, 0, 1]]).bool()
-    for preds in (torch.tensor([[0, 0, 1], [1, 0, 1]]).bool(), torch.tensor([[0.11, 0.22, 0.84], [0.73, 0.33, 0.92]]) > 0.5):
+    probabilities = torch.tensor([[0.11, 0.22, 0.84], [0.73, 0.33, 0.92]])
+    for preds in (torch.tensor([[0, 0, 1], [1, 0, 1]]).bool(), probabilities > 0.5):
         close(semantic_metrics(preds, target, 3, convention="torchmetrics").miou, 0.5000)
     with torch.random.fork_rng():
         torch.manual_seed(42)
