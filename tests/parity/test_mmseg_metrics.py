@@ -465,7 +465,7 @@ def test_mmseg_v030_test_metrics_num_classes_larger_than_the_labels():
     results, label = random_case(7, classes_pred=5, classes_label=4, ignore=False)
     ours = segfuse_mmseg(results, label, num_classes)
     for name in ("recall", "iou", "dice", "precision", "fscore"):  # acc, iou, dice, precision, recall, fscore [-1]
-        assert np.isnan(getattr(ours, name)[-1])
+        assert torch.isnan(getattr(ours, name)[-1])
     zero = semantic_metrics(torch.from_numpy(results), torch.from_numpy(label), num_classes, convention="mmseg",
                             zero_division=0)
     assert zero.iou[-1] == 0 and zero.recall[-1] == 0 and zero.fscore[-1] == 0
