@@ -1,19 +1,35 @@
 """Evaluation metrics: confusion-matrix scores, thresholded F-score, pixel PR curves and AP."""
 
-from segfuse.metrics.confusion import confusion_matrix, per_image_confusion_matrix
+from segfuse.metrics.confusion import (
+    OverlapCounts,
+    confusion_matrix,
+    mask_overlap_counts,
+    per_image_confusion_matrix,
+)
 from segfuse.metrics.fscore import fscore
 from segfuse.metrics.pr_curve import BinaryPRCurve, PRCurve, average_precision, precision_recall_curve
-from segfuse.metrics.scores import SemanticScores, semantic_scores
+from segfuse.metrics.scores import (
+    CONVENTIONS,
+    DEFAULT_CONVENTION,
+    SemanticScores,
+    generalized_dice_score,
+    semantic_scores,
+)
 from segfuse.metrics.semantic import SemanticMetrics, semantic_metrics
 
 __all__ = [
     "BinaryPRCurve",
+    "CONVENTIONS",
+    "DEFAULT_CONVENTION",
+    "OverlapCounts",
     "PRCurve",
     "SemanticMetrics",
     "SemanticScores",
     "average_precision",
     "confusion_matrix",
     "fscore",
+    "generalized_dice_score",
+    "mask_overlap_counts",
     "per_image_confusion_matrix",
     "precision_recall_curve",
     "semantic_metrics",
