@@ -40,8 +40,8 @@ from typing import Iterator, Sequence
 import torch
 
 from segfuse._validate import check_in_unit_interval, check_tensor
-from segfuse.metrics.scores import CLASS_SCORES, MEAN_NAMES, check_score_args, class_mean, class_scores, overlap_counts
-from segfuse.metrics.scores import zero_division_value
+from segfuse.metrics.confusion import OverlapCounts, overlap_counts
+from segfuse.metrics.scores import CLASS_SCORES, DEFAULT_CONVENTION, MEAN_NAMES, check_score_args, semantic_scores
 
 MEAN_SCORES = (*MEAN_NAMES.values(), "acc", "macc", "fwiou")
 VERDICTS = ("better", "worse", "within noise", "absent")
@@ -58,25 +58,18 @@ def image_counts(confusions: torch.Tensor) -> torch.Tensor:
     return torch.stack(overlap_counts(confusions.to(torch.int64)), dim=1)
 
 
-def scores_from_counts(counts: torch.Tensor, beta: float = 1.0, zero_division="nan") -> dict[str, torch.Tensor]:
+def scores_from_counts(
+    counts: torch.Tensor, beta: float = 1.0, zero_division="nan", convention: str = DEFAULT_CONVENTION
+) -> dict[str, torch.Tensor]:
     """Per-class scores ``(..., C)`` and means ``(...)`` from TP, FP, FN counts ``(..., 3, C)``.
 
     Keys: ``CLASS_SCORES`` (iou, dice, fscore, precision, recall) and ``MEAN_SCORES``
-    (miou, mdice, mfscore, mprecision, mrecall, acc, macc, fwiou). The values equal
-    :func:`segfuse.metrics.semantic_scores` of the summed confusion matrix.
+    (miou, mdice, mfscore, mprecision, mrecall, acc, macc, fwiou): the fields of
+    :func:`segfuse.metrics.semantic_scores` of the same counts, under ``convention``.
     """
-    tp, fp, fn = counts.to(torch.float64).unbind(-2)
-    per_class = class_scores(tp, fp, fn, beta=beta, zero_division=zero_division)
-    scores = dict(per_class)
-    scores.update({MEAN_NAMES[name]: class_mean(per_class[name]) for name in CLASS_SCORES})
-    scores["macc"] = scores["mrecall"]
-    support, total = tp + fn, (tp + fn).sum(-1)
-    fill = torch.full_like(total, zero_division_value(zero_division))
-    has_pixels = total > 0
-    scores["acc"] = torch.where(has_pixels, tp.sum(-1) / total.clamp_min(1), fill)
-    weighted = torch.where(support > 0, support * per_class["iou"], torch.zeros_like(support)).sum(-1)
-    scores["fwiou"] = torch.where(has_pixels, weighted / total.clamp_min(1), fill)
-    return scores
+    tp, fp, fn = counts.unbind(-2)
+    scores = semantic_scores(OverlapCounts(tp, fp, fn), beta, zero_division, convention=convention)
+    return {name: getattr(scores, name) for name in (*CLASS_SCORES, *MEAN_SCORES)}
 
 
 def _chunks(num_images: int, resamples: int, seed: int) -> Iterator[torch.Tensor]:
@@ -170,6 +163,7 @@ class ModelComparison:
     seed: int
     beta: float = 1.0
     zero_division: object = "nan"
+    convention: str = DEFAULT_CONVENTION
     class_names: list[str] | None = None
     replicates: dict[str, torch.Tensor] | None = field(default=None, repr=False)
 
@@ -186,6 +180,7 @@ class ModelComparison:
             "seed": self.seed,
             "beta": self.beta,
             "zero_division": self.zero_division,
+            "convention": self.convention,
             "interval": "paired percentile bootstrap over images of the dataset-level score difference (B - A)",
             "class_names": self.names(),
             "means": {name: delta.to_dict() for name, delta in self.means.items()},
@@ -224,7 +219,7 @@ def _check_bootstrap_args(resamples, confidence, seed) -> None:
     check_in_unit_interval("confidence", confidence, closed=False)
 
 
-def _replicate_deltas(counts_a, counts_b, resamples, seed, beta, zero_division) -> dict[str, torch.Tensor]:
+def _replicate_deltas(counts_a, counts_b, resamples, seed, beta, zero_division, convention) -> dict[str, torch.Tensor]:
     """Bootstrap deltas of every score, ``(resamples, ...)``, one matrix product per chunk."""
     num_images, _, num_classes = counts_a.shape
     flat_a = counts_a.reshape(num_images, -1).to(torch.float64)
@@ -232,8 +227,8 @@ def _replicate_deltas(counts_a, counts_b, resamples, seed, beta, zero_division) 
     parts: dict[str, list[torch.Tensor]] = {}
     for indices in _chunks(num_images, resamples, seed):
         weights = _multiplicities(indices, num_images, flat_a.device)
-        scores_a = scores_from_counts((weights @ flat_a).view(-1, 3, num_classes), beta, zero_division)
-        scores_b = scores_from_counts((weights @ flat_b).view(-1, 3, num_classes), beta, zero_division)
+        scores_a = scores_from_counts((weights @ flat_a).view(-1, 3, num_classes), beta, zero_division, convention)
+        scores_b = scores_from_counts((weights @ flat_b).view(-1, 3, num_classes), beta, zero_division, convention)
         for name in scores_a:
             parts.setdefault(name, []).append(scores_b[name] - scores_a[name])
     return {name: torch.cat(chunks) for name, chunks in parts.items()}
@@ -249,14 +244,15 @@ def compare_counts(
     zero_division="nan",
     class_names: Sequence[str] | None = None,
     keep_replicates: bool = False,
+    convention: str = DEFAULT_CONVENTION,
 ) -> ModelComparison:
     """:func:`compare_models` from per-image counts ``(N, 3, C)`` of :func:`image_counts`."""
     _check_counts(counts_a, counts_b)
     _check_bootstrap_args(resamples, confidence, seed)
-    check_score_args(beta, zero_division, class_names, counts_a.shape[-1])
-    observed_a = scores_from_counts(counts_a.sum(0), beta, zero_division)
-    observed_b = scores_from_counts(counts_b.sum(0), beta, zero_division)
-    replicates = _replicate_deltas(counts_a, counts_b, resamples, seed, beta, zero_division)
+    check_score_args(beta, zero_division, class_names, counts_a.shape[-1], convention)
+    observed_a = scores_from_counts(counts_a.sum(0), beta, zero_division, convention)
+    observed_b = scores_from_counts(counts_b.sum(0), beta, zero_division, convention)
+    replicates = _replicate_deltas(counts_a, counts_b, resamples, seed, beta, zero_division, convention)
     deltas = {}
     for name in (*CLASS_SCORES, *MEAN_SCORES):
         delta = observed_b[name] - observed_a[name]
@@ -265,8 +261,8 @@ def compare_counts(
         low, high = low.masked_fill(undefined, math.nan), high.masked_fill(undefined, math.nan)
         defined = (~torch.isnan(replicates[name])).to(torch.float64).mean(0)
         deltas[name] = ScoreDelta(observed_a[name], observed_b[name], delta, low, high, defined, _verdicts(delta, low, high))
-    image_a = class_mean(scores_from_counts(counts_a, beta)["iou"])
-    image_b = class_mean(scores_from_counts(counts_b, beta)["iou"])
+    image_a = scores_from_counts(counts_a, beta, convention=convention)["miou"]
+    image_b = scores_from_counts(counts_b, beta, convention=convention)["miou"]
     return ModelComparison(
         per_class={name: deltas[name] for name in CLASS_SCORES},
         means={name: deltas[name] for name in MEAN_SCORES},
@@ -278,6 +274,7 @@ def compare_counts(
         seed=seed,
         beta=beta,
         zero_division=zero_division,
+        convention=convention,
         class_names=list(class_names) if class_names is not None else None,
         replicates=replicates if keep_replicates else None,
     )
@@ -293,6 +290,7 @@ def compare_models(
     zero_division="nan",
     class_names: Sequence[str] | None = None,
     keep_replicates: bool = False,
+    convention: str = DEFAULT_CONVENTION,
 ) -> ModelComparison:
     """Is model B better than model A? Per-class and mean deltas with paired bootstrap intervals.
 
@@ -305,7 +303,8 @@ def compare_models(
         resamples: bootstrap resamples (default 1000).
         confidence: interval level in (0, 1) (default 0.95).
         seed: seed of the resampling generator (default 0).
-        beta, zero_division, class_names: as in :func:`segfuse.metrics.semantic_scores`.
+        beta, zero_division, class_names, convention: as in
+            :func:`segfuse.metrics.semantic_scores` (default convention ``"segfuse"``).
         keep_replicates: keep every bootstrap delta in ``result.replicates``.
 
     Returns:
@@ -322,5 +321,5 @@ def compare_models(
     """
     return compare_counts(
         image_counts(confusion_a), image_counts(confusion_b), resamples, confidence, seed,
-        beta, zero_division, class_names, keep_replicates,
+        beta, zero_division, class_names, keep_replicates, convention,
     )
