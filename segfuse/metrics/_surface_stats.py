@@ -1,0 +1,144 @@
+"""Per-image, per-class sufficient statistics of the surface distances (the ``_update`` layer).
+
+For each class and each direction (0: from the ground-truth surface to the predicted one,
+1: from the predicted surface to the ground truth) the statistics are the surface's size
+(total surfel area / contour length, or its number of edge voxels), the weighted sum of the
+distances, the Hausdorff value, one value per requested percentile and the weighted size
+within each tolerance. Every surface metric of one image is a ratio or a maximum of these.
+
+Convention:
+    ``rule="deepmind"`` reproduces ``surface_distance.compute_robust_hausdorff``: distances
+    sorted by (distance, weight), the first whose cumulative weight fraction reaches p / 100
+    (so the Hausdorff value is its p = 100 rule); ``rule="monai"`` is ``torch.quantile``'s
+    linear interpolation over the unweighted distances, and the Hausdorff value their max.
+    A direction whose source surface is empty has size 0, sum 0, NaN distances; one whose
+    target surface is empty has infinite distances (the references' raw lists).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from segfuse.metrics._edt import nearest_points, point_distances
+from segfuse.metrics._surface_points import SurfacePoints
+
+
+@dataclass(frozen=True)
+class DistanceConfig:
+    """How distances and their summaries are computed (fixed per metric object)."""
+
+    metric: str
+    rule: str  # "deepmind" or "monai"
+    percentiles: tuple[float, ...]
+    tolerances: tuple[float, ...]
+    backend: str
+
+
+def class_segments(points: SurfacePoints, num_classes: int) -> np.ndarray:
+    """Start offsets ``(C + 1,)`` of each class's points in the label-sorted ``points``."""
+    counts = torch.bincount(points.labels, minlength=num_classes)[:num_classes].cpu().numpy()
+    return np.concatenate([[0], np.cumsum(counts)])
+
+
+def empty_statistics(num_classes: int, percentiles: int, tolerances: int) -> dict[str, np.ndarray]:
+    """Statistics arrays of one image with every class absent: sizes 0, distances NaN."""
+    return {
+        "surface": np.zeros((num_classes, 2)),
+        "distance_sum": np.zeros((num_classes, 2)),
+        "hausdorff": np.full((num_classes, 2), np.nan),
+        "percentile": np.full((num_classes, percentiles, 2), np.nan),
+        "within": np.zeros((num_classes, tolerances, 2)),
+    }
+
+
+def direction_statistics(distances: np.ndarray, weights: np.ndarray | None, config: DistanceConfig) -> tuple:
+    """(size, distance_sum, hausdorff, percentile values (P,), within sizes (T,)) of one direction."""
+    if config.rule == "deepmind":
+        return _deepmind_direction(distances, weights, config)
+    return _monai_direction(distances, config)
+
+
+def _deepmind_direction(distances, weights, config):
+    order = np.lexsort((weights, distances))
+    distances, weights = distances[order], weights[order]
+    size = np.sum(weights)
+    fraction = np.cumsum(weights) / size
+    last = len(distances) - 1
+    at = np.searchsorted(fraction, [1.0] + [p / 100.0 for p in config.percentiles])
+    values = distances[np.minimum(at, last)]
+    within = [np.sum(weights[distances <= t]) for t in config.tolerances]
+    return size, np.sum(distances * weights), values[0], values[1:], np.asarray(within)
+
+
+def _monai_direction(distances, config):
+    ordered = np.sort(distances)
+    count = len(ordered)
+    values = [_torch_quantile(ordered, p / 100.0) for p in config.percentiles]
+    within = [np.count_nonzero(ordered <= t) for t in config.tolerances]
+    return float(count), np.sum(ordered), ordered[-1], np.asarray(values), np.asarray(within, dtype=np.float64)
+
+
+def _torch_quantile(ordered: np.ndarray, q: float) -> float:
+    """``torch.quantile(x, q)`` (linear) of sorted float64 values, with torch's lerp arithmetic."""
+    rank = q * (len(ordered) - 1)
+    below = int(rank)
+    above = int(np.ceil(rank))
+    weight = rank - below
+    start, end = ordered[below], ordered[above]
+    with np.errstate(invalid="ignore"):
+        if weight < 0.5:
+            return start + weight * (end - start)
+        return end - (end - start) * (1 - weight)
+
+
+def image_statistics(
+    gt: SurfacePoints,
+    pred: SurfacePoints,
+    classes: np.ndarray,
+    num_classes: int,
+    spacing: tuple[float, ...],
+    weights_table: np.ndarray | None,
+    formula: str,
+    config: DistanceConfig,
+    device=None,
+) -> dict[str, np.ndarray]:
+    """Statistics arrays ``(C, ...)`` of one image from its two surfaces."""
+    stats = empty_statistics(num_classes, len(config.percentiles), len(config.tolerances))
+    gt_start, pred_start = class_segments(gt, num_classes), class_segments(pred, num_classes)
+    gt_coords, pred_coords = gt.coords.cpu().numpy(), pred.coords.cpu().numpy()
+    gt_weights = _point_weights(gt, weights_table)
+    pred_weights = _point_weights(pred, weights_table)
+    for c in classes:
+        sides = (
+            (gt_coords[gt_start[c] : gt_start[c + 1]], _part(gt_weights, gt_start, c)),
+            (pred_coords[pred_start[c] : pred_start[c + 1]], _part(pred_weights, pred_start, c)),
+        )
+        for direction in (0, 1):
+            (source, weights), (target, _) = sides[direction], sides[1 - direction]
+            if len(source) == 0:
+                continue
+            if len(target) == 0:
+                distances = np.full(len(source), np.inf)
+            else:
+                nearest = nearest_points(source, target, config.metric, spacing, config.backend, device)
+                distances = point_distances(source, nearest, config.metric, spacing, formula)
+            size, total, hausdorff, values, within = direction_statistics(distances, weights, config)
+            stats["surface"][c, direction] = size
+            stats["distance_sum"][c, direction] = total
+            stats["hausdorff"][c, direction] = hausdorff
+            stats["percentile"][c, :, direction] = values
+            stats["within"][c, :, direction] = within
+    return stats
+
+
+def _point_weights(points: SurfacePoints, table: np.ndarray | None) -> np.ndarray | None:
+    if table is None or points.codes is None:
+        return None
+    return table[points.codes.cpu().numpy()]
+
+
+def _part(weights: np.ndarray | None, start: np.ndarray, c: int) -> np.ndarray | None:
+    return None if weights is None else weights[start[c] : start[c + 1]]
