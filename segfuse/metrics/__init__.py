@@ -19,3 +19,38 @@ __all__ = [
     "semantic_metrics",
     "semantic_scores",
 ]
+
+# Boundary and surface-distance metrics (issue 13).
+from segfuse.metrics.boundary import (  # noqa: E402
+    BoundaryIoU,
+    BoundaryIoUSummary,
+    BoundaryStatistics,
+    boundary_iou,
+    boundary_iou_scores,
+    boundary_iou_statistics,
+)
+from segfuse.metrics.surface import (  # noqa: E402
+    SurfaceMetrics,
+    SurfaceScores,
+    SurfaceStatistics,
+    SurfaceSummary,
+    surface_metrics,
+    surface_scores,
+    surface_statistics,
+)
+
+__all__ += [
+    "BoundaryIoU",
+    "BoundaryIoUSummary",
+    "BoundaryStatistics",
+    "SurfaceMetrics",
+    "SurfaceScores",
+    "SurfaceStatistics",
+    "SurfaceSummary",
+    "boundary_iou",
+    "boundary_iou_scores",
+    "boundary_iou_statistics",
+    "surface_metrics",
+    "surface_scores",
+    "surface_statistics",
+]
