@@ -47,7 +47,8 @@ def class_maps(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Both maps as one signed dtype, ignored pixels set to ``num_classes`` in both.
 
-    Returns ``(pred, target)`` of shape ``(N, *S)`` (int16, or int32 past 32766 classes).
+    Returns ``(pred, target)`` of shape ``(N, *S)``, of one integer dtype that holds
+    ``num_classes`` (the inputs' own when both share it: no copy).
     """
     check_num_classes(num_classes)
     check_ignore_index(ignore_index)
@@ -67,12 +68,18 @@ def class_maps(
     if validate_args:
         check_label_ranges(pred, target, num_classes, ignore_index)
     ignored = ignored_pixels(target, ignore_index)
-    dtype = torch.int16 if num_classes < 32767 else torch.int32
+    dtype = _label_dtype(target.dtype, pred.dtype, num_classes)
     pred, target = pred.to(dtype), target.to(dtype)
     if ignored is not None:
         pred = pred.masked_fill(ignored, num_classes)
         target = target.masked_fill(ignored, num_classes)
     return pred, target
+
+
+def _label_dtype(target: torch.dtype, pred: torch.dtype, num_classes: int) -> torch.dtype:
+    if target == pred and num_classes <= torch.iinfo(target).max:
+        return target
+    return torch.int16 if num_classes < 32767 else torch.int32
 
 
 def spacing_per_image(spacing, images: int, dims: int) -> list[tuple[float, ...]]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from segfuse.metrics._edt import nearest_points, point_distances
+from segfuse.metrics._edt import nearest_by_class, point_distances
 from segfuse.metrics._surface_points import SurfacePoints
 
 
@@ -107,25 +107,20 @@ def image_statistics(
 ) -> dict[str, np.ndarray]:
     """Statistics arrays ``(C, ...)`` of one image from its two surfaces."""
     stats = empty_statistics(num_classes, len(config.percentiles), len(config.tolerances))
-    gt_start, pred_start = class_segments(gt, num_classes), class_segments(pred, num_classes)
-    gt_coords, pred_coords = gt.coords.cpu().numpy(), pred.coords.cpu().numpy()
-    gt_weights = _point_weights(gt, weights_table)
-    pred_weights = _point_weights(pred, weights_table)
-    for c in classes:
-        sides = (
-            (gt_coords[gt_start[c] : gt_start[c + 1]], _part(gt_weights, gt_start, c)),
-            (pred_coords[pred_start[c] : pred_start[c + 1]], _part(pred_weights, pred_start, c)),
-        )
-        for direction in (0, 1):
-            (source, weights), (target, _) = sides[direction], sides[1 - direction]
-            if len(source) == 0:
+    sides = [_side(points, weights_table, num_classes) for points in (gt, pred)]
+    for direction in (0, 1):
+        (coords, labels, weights, start), target = sides[direction], sides[1 - direction]
+        nearest = nearest_by_class(coords, labels, target[0], target[1], config.metric, spacing, config.backend, device)
+        distances = np.full(len(coords), np.inf)
+        found = nearest[:, 0] >= 0
+        distances[found] = point_distances(coords[found], nearest[found], config.metric, spacing, formula)
+        for c in classes:
+            if start[c] == start[c + 1]:
                 continue
-            if len(target) == 0:
-                distances = np.full(len(source), np.inf)
-            else:
-                nearest = nearest_points(source, target, config.metric, spacing, config.backend, device)
-                distances = point_distances(source, nearest, config.metric, spacing, formula)
-            size, total, hausdorff, values, within = direction_statistics(distances, weights, config)
+            part = slice(start[c], start[c + 1])
+            size, total, hausdorff, values, within = direction_statistics(
+                distances[part], None if weights is None else weights[part], config
+            )
             stats["surface"][c, direction] = size
             stats["distance_sum"][c, direction] = total
             stats["hausdorff"][c, direction] = hausdorff
@@ -134,11 +129,7 @@ def image_statistics(
     return stats
 
 
-def _point_weights(points: SurfacePoints, table: np.ndarray | None) -> np.ndarray | None:
-    if table is None or points.codes is None:
-        return None
-    return table[points.codes.cpu().numpy()]
-
-
-def _part(weights: np.ndarray | None, start: np.ndarray, c: int) -> np.ndarray | None:
-    return None if weights is None else weights[start[c] : start[c + 1]]
+def _side(points: SurfacePoints, table: np.ndarray | None, num_classes: int) -> tuple:
+    """(coords, labels, weights or None, class start offsets) of one surface as numpy arrays."""
+    weights = None if table is None or points.codes is None else table[points.codes.cpu().numpy()]
+    return points.coords.cpu().numpy(), points.labels.cpu().numpy(), weights, class_segments(points, num_classes)

@@ -40,7 +40,7 @@ from segfuse.metrics._distributed import sum_across_processes
 from segfuse.metrics._edt import BACKENDS, METRICS
 from segfuse.metrics._surface_inputs import class_maps, evaluated_classes, keep_lookup, spacing_per_image
 from segfuse.metrics._surface_points import corner_surfels, voxel_edges
-from segfuse.metrics._surface_stats import DistanceConfig, image_statistics
+from segfuse.metrics._surface_stats import DistanceConfig, empty_statistics, image_statistics
 from segfuse.metrics._surface_tables import deepmind_surfel_areas
 
 DEFINITIONS = ("deepmind", "monai")
@@ -175,7 +175,7 @@ def surface_statistics(
         tolerances: NSD tolerances, in the spacing's unit.
         include_background: score class 0 too.
         ignore_index: target label whose pixels belong to no class in both maps.
-        backend: nearest-point search, ``"kdtree"`` (CPU default), ``"scipy"`` or ``"torch"``
+        backend: nearest-point search, ``"search"`` (CPU default), ``"kdtree"``, ``"scipy"`` or ``"torch"``
             (default for CUDA tensors, whose surfaces and transforms stay on the GPU).
         validate_args: check label ranges (a device sync).
 
@@ -193,19 +193,25 @@ def surface_statistics(
     pred, target = class_maps(pred, target, num_classes, ignore_index, validate_args, spatial_dims=(2, 3))
     images, dims = target.shape[0], target.dim() - 1
     spacings = spacing_per_image(spacing, images, dims)
-    backend = backend or ("torch" if target.is_cuda else "kdtree")
+    backend = backend or ("torch" if target.is_cuda else "search")
     rule = "deepmind" if definition == "deepmind" else "monai"
     config = DistanceConfig(distance_metric, rule, tuple(map(float, percentiles)), tuple(map(float, tolerances)), backend)
     classes = evaluated_classes(num_classes, include_background)
     keep = keep_lookup(num_classes, include_background, target.device)
+    first = int(classes[0]) if len(classes) else num_classes
+    holds_no_class = ignore_index is not None
     rows = []
     for index in range(images):
+        if len(classes) == 0:
+            rows.append(empty_statistics(num_classes, len(config.percentiles), len(config.tolerances)))
+            continue
         if definition == "deepmind":
-            gt = corner_surfels(target[index], keep, num_classes)
-            predicted = corner_surfels(pred[index], keep, num_classes)
+            gt = corner_surfels(target[index], keep, first, num_classes, holds_no_class)
+            predicted = corner_surfels(pred[index], keep, first, num_classes, holds_no_class)
             table = deepmind_surfel_areas(spacings[index])
         else:
-            gt, predicted, table = voxel_edges(target[index], keep), voxel_edges(pred[index], keep), None
+            gt = voxel_edges(target[index], keep, first, num_classes, holds_no_class)
+            predicted, table = voxel_edges(pred[index], keep, first, num_classes, holds_no_class), None
         rows.append(image_statistics(gt, predicted, classes, num_classes, spacings[index], table, rule, config,
                                      target.device))
     stacked = {name: torch.from_numpy(np.stack([row[name] for row in rows])) for name in _STAT_FIELDS}
