@@ -27,6 +27,7 @@ Convention:
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
@@ -157,9 +158,16 @@ def nearest_points(query: np.ndarray, features: np.ndarray, metric: str, spacing
     return nearest[(slice(None),) + tuple(torch.from_numpy(local_query).to(mask.device).T)].T.cpu().numpy() + low
 
 
-def _nearest_kdtree(query, features, metric, spacing) -> np.ndarray:
-    from scipy.spatial import cKDTree
+def scipy_module(name: str):
+    """``scipy.<name>``, or an ImportError that names the extra to install."""
+    try:
+        return importlib.import_module(f"scipy.{name}")
+    except ImportError as error:  # pragma: no cover - scipy is installed wherever the tests run
+        raise ImportError("the surface-distance metrics need scipy: pip install 'segfuse[surface]'") from error
 
+
+def _nearest_kdtree(query, features, metric, spacing) -> np.ndarray:
+    cKDTree = scipy_module("spatial").cKDTree
     scale = np.asarray(spacing, dtype=np.float64) if metric == "euclidean" else 1.0
     tree = cKDTree(features * scale, leafsize=32)
     index = tree.query(query * scale, k=1, p=_MINKOWSKI_P[metric])[1]
@@ -167,8 +175,7 @@ def _nearest_kdtree(query, features, metric, spacing) -> np.ndarray:
 
 
 def _nearest_scipy(features, shape, metric, spacing) -> np.ndarray:
-    from scipy import ndimage
-
+    ndimage = scipy_module("ndimage")
     background = np.ones(shape, dtype=bool)
     background[tuple(features.T)] = False
     if metric == "euclidean":

@@ -221,11 +221,13 @@ def surface_statistics(
                              tolerances=config.tolerances, definition=definition)
 
 
-def surface_scores(statistics: SurfaceStatistics, empty="inf") -> SurfaceScores:
+def surface_scores(statistics: SurfaceStatistics, empty="inf", directed: bool = False) -> SurfaceScores:
     """Per-image scores from :class:`SurfaceStatistics` under an empty-mask policy.
 
     Args:
         statistics: from :func:`surface_statistics`.
+        directed: HD and HD_p from the predicted surface to the ground truth only
+            (MONAI's ``directed=True``) instead of the larger of both directions.
         empty: what a class empty in the truth and / or the prediction scores.
 
             - ``"inf"`` (default): one side empty: every distance inf, NSD 0; both empty: NaN.
@@ -244,7 +246,7 @@ def surface_scores(statistics: SurfaceStatistics, empty="inf") -> SurfaceScores:
     check_empty_policy(empty)
     s = statistics
     gt_empty, pred_empty = s.surface[..., 0] == 0, s.surface[..., 1] == 0
-    values = _raw_scores(s)
+    values = _raw_scores(s, directed)
     one = gt_empty ^ pred_empty
     both = gt_empty & pred_empty
     for name, value in values.items():
@@ -253,12 +255,13 @@ def surface_scores(statistics: SurfaceStatistics, empty="inf") -> SurfaceScores:
     return SurfaceScores(values, gt_empty & s.evaluated, pred_empty & s.evaluated, s.evaluated)
 
 
-def _raw_scores(s: SurfaceStatistics) -> dict[str, torch.Tensor]:
+def _raw_scores(s: SurfaceStatistics, directed: bool) -> dict[str, torch.Tensor]:
     size = s.surface.sum(-1)
+    pick = (lambda both: both[..., 1]) if directed else (lambda both: both.amax(-1))
     with np.errstate(all="ignore"):
-        values = {"hd": s.hausdorff.amax(-1)}
+        values = {"hd": pick(s.hausdorff)}
         for k, p in enumerate(s.percentiles):
-            values[f"hd{p:g}"] = s.percentile[..., k, :].amax(-1)
+            values[f"hd{p:g}"] = pick(s.percentile[..., k, :])
         values["assd"] = s.distance_sum.sum(-1) / size
         values["msd_gt_to_pred"] = s.distance_sum[..., 0] / s.surface[..., 0]
         values["msd_pred_to_gt"] = s.distance_sum[..., 1] / s.surface[..., 1]
@@ -309,6 +312,7 @@ def surface_metrics(
     include_background: bool = False,
     ignore_index: int | None = None,
     empty="inf",
+    directed: bool = False,
     backend: str | None = None,
     validate_args: bool = True,
 ) -> SurfaceScores:
@@ -324,7 +328,7 @@ def surface_metrics(
         pred, target, num_classes, spacing, definition, distance_metric, percentiles, tolerances,
         include_background, ignore_index, backend, validate_args,
     )
-    return surface_scores(statistics, empty)
+    return surface_scores(statistics, empty, directed)
 
 
 @dataclass(frozen=True)
@@ -387,6 +391,7 @@ class SurfaceMetrics:
         include_background: bool = False,
         ignore_index: int | None = None,
         empty="inf",
+        directed: bool = False,
         backend: str | None = None,
         class_names: Sequence[str] | None = None,
         validate_args: bool = True,
@@ -398,7 +403,7 @@ class SurfaceMetrics:
         self.num_classes, self.spacing, self.definition = num_classes, spacing, definition
         self.distance_metric, self.include_background, self.ignore_index = distance_metric, include_background, ignore_index
         self.percentiles, self.tolerances = tuple(map(float, percentiles)), tuple(map(float, tolerances))
-        self.empty, self.backend, self.validate_args = empty, backend, validate_args
+        self.empty, self.directed, self.backend, self.validate_args = empty, directed, backend, validate_args
         self.class_names = list(class_names) if class_names is not None else None
         self.names = score_names(self.percentiles, self.tolerances)
         self.reset()
@@ -428,7 +433,7 @@ class SurfaceMetrics:
                 f"statistics must have percentiles {self.percentiles} and tolerances {self.tolerances}, "
                 f"got {statistics.percentiles} and {statistics.tolerances}"
             )
-        scores = surface_scores(statistics, self.empty)
+        scores = surface_scores(statistics, self.empty, self.directed)
         for row, name in enumerate(self.names):
             value = scores[name]
             defined = ~torch.isnan(value)
