@@ -4,7 +4,7 @@ Four backends answer the same question, exactly (no approximation, float64):
 
 - ``"search"`` (CPU default): every class at once, lattice offsets tried in increasing
   order of their exact distance against a bit mask of the feature points' classes, so
-  the first hit is a nearest point; points with no hit within a radius (about 4000
+  the first hit is a nearest point; points with no hit within a radius (about 512
   offsets) go to the KD-tree. Its cost follows the distances, not the volume.
 - ``"kdtree"``: ``scipy.spatial.cKDTree`` over each class's feature points.
 - ``"scipy"``: ``scipy.ndimage.distance_transform_edt`` / ``distance_transform_cdt`` with
@@ -37,7 +37,7 @@ METRICS = ("euclidean", "chessboard", "taxicab")
 BACKENDS = ("search", "kdtree", "scipy", "torch")
 _MINKOWSKI_P = {"euclidean": 2.0, "chessboard": np.inf, "taxicab": 1.0}
 _CHUNK_ELEMENTS = 1 << 23  # temporaries of the brute-force line pass, in elements
-_SEARCH_OFFSETS = 4000  # lattice offsets the search tries before the KD-tree takes over
+_SEARCH_OFFSETS = 512  # lattice offsets the search tries (a KD-tree query costs about as much)
 _BALL_VOLUME = {1: 2.0, 2: math.pi, 3: 4.0 * math.pi / 3.0}
 
 
@@ -50,16 +50,19 @@ def nearest_by_class(
     spacing,
     backend: str,
     device=None,
+    formula: str = "deepmind",
 ) -> np.ndarray:
     """For each query point, the nearest feature point of the same class (``(m, D)``; -1 rows if none).
 
     Points are int64 ``(., D)`` with int64 class labels; labels must be sorted (both sides).
+    Among points at the same exact distance, the search keeps the one whose ``formula``
+    value is smallest, as a KD-tree on the references' coordinates does.
     """
     nearest = np.full(query.shape, -1, dtype=np.int64)
     if len(query) == 0 or len(features) == 0:
         return nearest
     if backend == "search":
-        return _search(query, query_labels, features, feature_labels, metric, spacing)
+        return _search(query, query_labels, features, feature_labels, metric, spacing, formula)
     query_start = _segments(query_labels)
     feature_start = _segments(feature_labels)
     for label, (low, high) in query_start.items():
@@ -89,9 +92,11 @@ def search_offsets(metric: str, spacing) -> tuple[np.ndarray, np.ndarray]:
     return offsets[inside][order], distance[inside][order]
 
 
-def _search(query, query_labels, features, feature_labels, metric, spacing) -> np.ndarray:
-    offsets = search_offsets(metric, spacing)[0]
+def _search(query, query_labels, features, feature_labels, metric, spacing, formula) -> np.ndarray:
+    offsets, distance = search_offsets(metric, spacing)
+    tie_end = np.searchsorted(distance, distance * (1 + 1e-12), side="right")
     reach = np.abs(offsets).max(0)
+    tie = (tie_end, metric, spacing, formula)
     nearest = np.full(query.shape, -1, dtype=np.int64)
     for first in range(0, int(max(query_labels.max(), feature_labels.max())) + 1, 64):
         chunk_query = (query_labels >= first) & (query_labels < first + 64)
@@ -99,7 +104,7 @@ def _search(query, query_labels, features, feature_labels, metric, spacing) -> n
         if chunk_query.any() and chunk_features.any():
             nearest[chunk_query] = _search_chunk(
                 query[chunk_query], query_labels[chunk_query] - first,
-                features[chunk_features], feature_labels[chunk_features] - first, offsets, reach,
+                features[chunk_features], feature_labels[chunk_features] - first, offsets, reach, tie,
             )
     missing = nearest[:, 0] < 0
     if missing.any():
@@ -109,7 +114,7 @@ def _search(query, query_labels, features, feature_labels, metric, spacing) -> n
     return nearest
 
 
-def _search_chunk(query, query_bits, features, feature_bits, offsets, reach) -> np.ndarray:
+def _search_chunk(query, query_bits, features, feature_bits, offsets, reach, tie) -> np.ndarray:
     """Nearest same-class feature within the offsets (labels < 64 here; -1 rows past the radius)."""
     classes = int(max(query_bits.max(), feature_bits.max())) + 1
     dtype = next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64) if np.iinfo(t).bits >= classes)
@@ -133,9 +138,26 @@ def _search_chunk(query, query_bits, features, feature_bits, offsets, reach) -> 
         active = active[~hit]
         start, block = stop, block * 2
     nearest = np.full(query.shape, -1, dtype=np.int64)
-    resolved = found >= 0
+    resolved = np.flatnonzero(found >= 0)
     nearest[resolved] = query[resolved] + offsets[found[resolved]]
+    tie_end, metric, spacing, formula = tie
+    tied = resolved[tie_end[found[resolved]] - found[resolved] > 1]
+    if len(tied) and metric == "euclidean":  # integer metrics: every tied point gives the same value
+        nearest[tied] = _closest_of_ties(query[tied], found[tied], tie_end, mask, position[tied], bits[tied], offsets,
+                                         steps, metric, spacing, formula)
     return nearest
+
+
+def _closest_of_ties(query, found, tie_end, mask, position, bits, offsets, steps, metric, spacing, formula):
+    """Among the hits at the first hit's exact distance, the one with the smallest ``formula`` value."""
+    width = int((tie_end[found] - found).max())
+    index = np.minimum(found[:, None] + np.arange(width), len(offsets) - 1)
+    inside = index < tie_end[found][:, None]
+    hits = inside & ((mask[position[:, None] + steps[index]] & bits[:, None]) != 0)
+    candidates = query[:, None, :] + offsets[index]  # (r, width, D)
+    flat = point_distances(np.repeat(query, width, 0), candidates.reshape(-1, query.shape[1]), metric, spacing, formula)
+    values = np.where(hits, flat.reshape(len(query), width), np.inf)
+    return candidates[np.arange(len(query)), values.argmin(1)]
 
 
 def nearest_points(query: np.ndarray, features: np.ndarray, metric: str, spacing, backend: str, device=None) -> np.ndarray:

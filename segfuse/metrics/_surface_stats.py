@@ -108,9 +108,13 @@ def image_statistics(
     """Statistics arrays ``(C, ...)`` of one image from its two surfaces."""
     stats = empty_statistics(num_classes, len(config.percentiles), len(config.tolerances))
     sides = [_side(points, weights_table, num_classes) for points in (gt, pred)]
+    if formula == "monai":
+        sides = _monai_crop_coordinates(sides, num_classes)
     for direction in (0, 1):
         (coords, labels, weights, start), target = sides[direction], sides[1 - direction]
-        nearest = nearest_by_class(coords, labels, target[0], target[1], config.metric, spacing, config.backend, device)
+        nearest = nearest_by_class(
+            coords, labels, target[0], target[1], config.metric, spacing, config.backend, device, formula
+        )
         distances = np.full(len(coords), np.inf)
         found = nearest[:, 0] >= 0
         distances[found] = point_distances(coords[found], nearest[found], config.metric, spacing, formula)
@@ -133,3 +137,17 @@ def _side(points: SurfacePoints, table: np.ndarray | None, num_classes: int) -> 
     """(coords, labels, weights or None, class start offsets) of one surface as numpy arrays."""
     weights = None if table is None or points.codes is None else table[points.codes.cpu().numpy()]
     return points.coords.cpu().numpy(), points.labels.cpu().numpy(), weights, class_segments(points, num_classes)
+
+
+def _monai_crop_coordinates(sides: list, num_classes: int) -> list:
+    """Coordinates relative to MONAI's per-class crop (bounding box of both masks, one voxel margin).
+
+    MONAI's KD-tree measures ``q * s - f * s`` on cropped coordinates; the float result
+    depends on the origin, so it is reproduced here.
+    """
+    big = np.iinfo(np.int64).max
+    origin = np.full((num_classes, sides[0][0].shape[1]), big, dtype=np.int64)
+    for coords, labels, _, _ in sides:
+        np.minimum.at(origin, labels, coords)
+    return [(coords - (origin[labels] - 1), labels, weights, start) for coords, labels, weights, start in sides]
+
