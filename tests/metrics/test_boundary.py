@@ -83,7 +83,8 @@ def test_convention_band_width_from_the_ratio_or_given():
     assert band_radii((10, 10), None, 0.02, None) == (1, 1)  # at least one pixel
     assert band_radii((10, 10), None, 0.02, 3) == (3, 3)
     assert band_radii((100, 100), None, 0.025, None) == (4, 4)  # Python's round: 3.5355 -> 4
-    assert band_radii((100, 100), (0.5, 2.0), 0.02, None) == (round(0.02 * math.hypot(50, 200) / 0.5), 1)
+    width = 0.02 * math.hypot(100 * 0.5, 100 * 2.0)  # the physical diagonal
+    assert band_radii((100, 100), (0.5, 2.0), 0.02, None) == (round(width / 0.5), round(width / 2.0)) == (8, 2)
 
 
 def test_convention_absent_classes_and_background():
