@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import importlib
 import math
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -78,8 +79,10 @@ def _segments(sorted_labels: np.ndarray) -> dict[int, tuple[int, int]]:
     return {int(label): (int(low), int(high)) for label, low, high in zip(labels, starts, ends)}
 
 
-def search_offsets(metric: str, spacing) -> tuple[np.ndarray, np.ndarray]:
-    """Integer offsets ``(K, D)`` within the search radius, sorted by their distance ``(K,)``."""
+@lru_cache(maxsize=32)
+def search_offsets(metric: str, spacing: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integer offsets ``(K, D)`` within the search radius sorted by distance, their distances ``(K,)``, and for
+    each the end of its run of equal distances (``(K,)``, exclusive)."""
     dims = len(spacing)
     steps = np.asarray(spacing, dtype=np.float64) if metric == "euclidean" else np.ones(dims)
     radius = (_SEARCH_OFFSETS * float(np.prod(steps)) / _BALL_VOLUME.get(dims, 2.0**dims)) ** (1.0 / dims)
@@ -89,12 +92,15 @@ def search_offsets(metric: str, spacing) -> tuple[np.ndarray, np.ndarray]:
     distance = point_distances(np.zeros_like(offsets), offsets, metric, steps, "deepmind")
     inside = distance <= (radius if metric == "euclidean" else reach[0])
     order = np.argsort(distance[inside], kind="stable")
-    return offsets[inside][order], distance[inside][order]
+    offsets, distance = offsets[inside][order], distance[inside][order]
+    tie_end = np.searchsorted(distance, distance * (1 + 1e-12), side="right")
+    for array in (offsets, distance, tie_end):
+        array.setflags(write=False)
+    return offsets, distance, tie_end
 
 
 def _search(query, query_labels, features, feature_labels, metric, spacing, formula) -> np.ndarray:
-    offsets, distance = search_offsets(metric, spacing)
-    tie_end = np.searchsorted(distance, distance * (1 + 1e-12), side="right")
+    offsets, _, tie_end = search_offsets(metric, tuple(float(s) for s in spacing))
     reach = np.abs(offsets).max(0)
     tie = (tie_end, metric, spacing, formula)
     nearest = np.full(query.shape, -1, dtype=np.int64)
@@ -142,7 +148,9 @@ def _search_chunk(query, query_bits, features, feature_bits, offsets, reach, tie
     nearest[resolved] = query[resolved] + offsets[found[resolved]]
     tie_end, metric, spacing, formula = tie
     tied = resolved[tie_end[found[resolved]] - found[resolved] > 1]
-    if len(tied) and metric == "euclidean":  # integer metrics: every tied point gives the same value
+    # Tied offsets give bit-identical values except under MONAI's formula, whose rounding depends on the
+    # coordinates (integer metrics and DeepMind's squared steps do not).
+    if len(tied) and metric == "euclidean" and formula == "monai":
         nearest[tied] = _closest_of_ties(query[tied], found[tied], tie_end, mask, position[tied], bits[tied], offsets,
                                          steps, metric, spacing, formula)
     return nearest
@@ -154,10 +162,16 @@ def _closest_of_ties(query, found, tie_end, mask, position, bits, offsets, steps
     index = np.minimum(found[:, None] + np.arange(width), len(offsets) - 1)
     inside = index < tie_end[found][:, None]
     hits = inside & ((mask[position[:, None] + steps[index]] & bits[:, None]) != 0)
+    chosen = query + offsets[found]
+    several = np.flatnonzero(hits.sum(1) > 1)
+    if len(several) == 0:
+        return chosen
+    query, index, hits = query[several], index[several], hits[several]
     candidates = query[:, None, :] + offsets[index]  # (r, width, D)
     flat = point_distances(np.repeat(query, width, 0), candidates.reshape(-1, query.shape[1]), metric, spacing, formula)
     values = np.where(hits, flat.reshape(len(query), width), np.inf)
-    return candidates[np.arange(len(query)), values.argmin(1)]
+    chosen[several] = candidates[np.arange(len(query)), values.argmin(1)]
+    return chosen
 
 
 def nearest_points(query: np.ndarray, features: np.ndarray, metric: str, spacing, backend: str, device=None) -> np.ndarray:
