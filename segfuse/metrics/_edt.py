@@ -40,36 +40,40 @@ _MINKOWSKI_P = {"euclidean": 2.0, "chessboard": np.inf, "taxicab": 1.0}
 _CHUNK_ELEMENTS = 1 << 23  # temporaries of the brute-force line pass, in elements
 _SEARCH_OFFSETS = 512  # lattice offsets the search tries (a KD-tree query costs about as much)
 _BALL_VOLUME = {1: 2.0, 2: math.pi, 3: 4.0 * math.pi / 3.0}
+_MASK_CELLS = 1 << 25  # cells of one class-bit mask (several images share one up to this size)
 
 
 def nearest_by_class(
     query: np.ndarray,
-    query_labels: np.ndarray,
+    query_keys: np.ndarray,
     features: np.ndarray,
-    feature_labels: np.ndarray,
+    feature_keys: np.ndarray,
     metric: str,
     spacing,
     backend: str,
     device=None,
     formula: str = "deepmind",
+    key_base: int = 1 << 62,
 ) -> np.ndarray:
-    """For each query point, the nearest feature point of the same class (``(m, D)``; -1 rows if none).
+    """For each query point, the nearest feature point of the same image and class (-1 rows if none).
 
-    Points are int64 ``(., D)`` with int64 class labels; labels must be sorted (both sides).
-    Among points at the same exact distance, the search keeps the one whose ``formula``
-    value is smallest, as a KD-tree on the references' coordinates does.
+    Points are int64 ``(m, 1 + D)``: the image index, then the grid indices. Keys are
+    ``image * key_base + class``, sorted on both sides. Among points at the same exact
+    distance the search keeps the one whose ``formula`` value is smallest, as a KD-tree on
+    the references' coordinates does. ``spacing`` has D entries.
     """
     nearest = np.full(query.shape, -1, dtype=np.int64)
     if len(query) == 0 or len(features) == 0:
         return nearest
     if backend == "search":
-        return _search(query, query_labels, features, feature_labels, metric, spacing, formula)
-    query_start = _segments(query_labels)
-    feature_start = _segments(feature_labels)
-    for label, (low, high) in query_start.items():
-        if label in feature_start:
-            f_low, f_high = feature_start[label]
-            nearest[low:high] = nearest_points(query[low:high], features[f_low:f_high], metric, spacing, backend, device)
+        return _search(query, query_keys, features, feature_keys, metric, tuple(map(float, spacing)), formula, key_base)
+    query_start = _segments(query_keys)
+    feature_start = _segments(feature_keys)
+    for key, (low, high) in query_start.items():
+        if key in feature_start:
+            f_low, f_high = feature_start[key]
+            found = nearest_points(query[low:high, 1:], features[f_low:f_high, 1:], metric, spacing, backend, device)
+            nearest[low:high] = np.column_stack([query[low:high, 0], found])
     return nearest
 
 
@@ -99,23 +103,31 @@ def search_offsets(metric: str, spacing: tuple[float, ...]) -> tuple[np.ndarray,
     return offsets, distance, tie_end
 
 
-def _search(query, query_labels, features, feature_labels, metric, spacing, formula) -> np.ndarray:
-    offsets, _, tie_end = search_offsets(metric, tuple(float(s) for s in spacing))
+def _search(query, query_keys, features, feature_keys, metric, spacing, formula, key_base) -> np.ndarray:
+    spatial, _, tie_end = search_offsets(metric, spacing)
+    offsets = np.column_stack([np.zeros(len(spatial), dtype=np.int64), spatial])  # never to another image
     reach = np.abs(offsets).max(0)
-    tie = (tie_end, metric, spacing, formula)
+    tie = (tie_end, metric, (0.0,) + spacing, formula)
+    query_classes, feature_classes = query_keys % key_base, feature_keys % key_base
     nearest = np.full(query.shape, -1, dtype=np.int64)
-    for first in range(0, int(max(query_labels.max(), feature_labels.max())) + 1, 64):
-        chunk_query = (query_labels >= first) & (query_labels < first + 64)
-        chunk_features = (feature_labels >= first) & (feature_labels < first + 64)
-        if chunk_query.any() and chunk_features.any():
-            nearest[chunk_query] = _search_chunk(
-                query[chunk_query], query_labels[chunk_query] - first,
-                features[chunk_features], feature_labels[chunk_features] - first, offsets, reach, tie,
-            )
+    extent = np.maximum(query.max(0), features.max(0)) - np.minimum(query.min(0), features.min(0)) + 2 * reach + 1
+    images_per_mask = max(1, _MASK_CELLS // int(np.prod(extent[1:])))
+    for first_image in range(int(query[:, 0].min()), int(query[:, 0].max()) + 1, images_per_mask):
+        last_image = first_image + images_per_mask
+        in_query = (query[:, 0] >= first_image) & (query[:, 0] < last_image)
+        in_features = (features[:, 0] >= first_image) & (features[:, 0] < last_image)
+        for first in range(0, int(max(query_classes.max(), feature_classes.max())) + 1, 64):
+            chunk_query = in_query & (query_classes >= first) & (query_classes < first + 64)
+            chunk_features = in_features & (feature_classes >= first) & (feature_classes < first + 64)
+            if chunk_query.any() and chunk_features.any():
+                nearest[chunk_query] = _search_chunk(
+                    query[chunk_query], query_classes[chunk_query] - first,
+                    features[chunk_features], feature_classes[chunk_features] - first, offsets, reach, tie,
+                )
     missing = nearest[:, 0] < 0
     if missing.any():
         nearest[missing] = nearest_by_class(
-            query[missing], query_labels[missing], features, feature_labels, metric, spacing, "kdtree"
+            query[missing], query_keys[missing], features, feature_keys, metric, spacing, "kdtree", key_base=key_base
         )
     return nearest
 

@@ -11,10 +11,11 @@ Two surface definitions, each the one of its reference:
   (3D) or contour length (2D) comes from :mod:`segfuse.metrics._surface_tables`.
 
 Convention:
-    Labels equal to ``sentinel`` (outside the image, or ignored pixels) belong to no class;
-    they make surfaces like any other label. Points of a class not in ``keep`` are dropped.
-    Coordinates are integer indices of the voxel (or corner) grid; corner ``i`` sits between
-    voxels ``i - 1`` and ``i``, so distances between corners equal the references'.
+    The label ``num_classes`` (ignored pixels) and the outside of the image belong to no
+    class; they make surfaces like any other label. Points of a class not in ``keep`` are
+    dropped. Coordinates are the image index in the batch then integer indices of the voxel
+    (or corner) grid; corner ``i`` sits between voxels ``i - 1`` and ``i``, so distances
+    between corners equal the references'.
 """
 
 from __future__ import annotations
@@ -24,25 +25,23 @@ from itertools import product
 
 import torch
 
-from segfuse.metrics._surface_tables import encoding_weights
 
 
 @dataclass(frozen=True)
 class SurfacePoints:
-    """Surface points of all classes of one map, grouped by class.
+    """Surface points of all classes of a batch of maps, sorted by (image, class).
 
-    ``coords`` (m, D) int64 grid indices, ``labels`` (m,) int64 sorted, ``codes`` (m,) int64
-    neighbour codes (corners) or None (voxels), ``grid`` the grid's shape.
+    ``coords`` (m, 1 + D) int64: the image index, then the grid indices; ``labels`` (m,)
+    int64 classes; ``codes`` (m,) int64 neighbour codes (corners) or None (voxels).
     """
 
     coords: torch.Tensor
     labels: torch.Tensor
     codes: torch.Tensor | None
-    grid: tuple[int, ...]
 
 
 def kept_region(labels: torch.Tensor, first: int, num_classes: int, holds_no_class: bool) -> tuple[slice, ...] | None:
-    """Bounding box of the voxels of the kept classes ``first`` .. ``num_classes - 1``, grown by one voxel.
+    """Bounding box over a batch ``(N, *S)`` of the kept classes ``first`` .. ``num_classes - 1``, grown by one.
 
     Surfaces of those classes lie inside it: the voxels around it hold other labels, as do
     those outside the image. With ``first == 0`` it is the whole image; None when no voxel
@@ -51,8 +50,8 @@ def kept_region(labels: torch.Tensor, first: int, num_classes: int, holds_no_cla
     if first == 0:
         return tuple(slice(0, n) for n in labels.shape)
     values = labels.masked_fill(labels == num_classes, 0) if holds_no_class else labels
-    box = []
-    for size, profile in zip(labels.shape, _axis_max_profiles(values)):
+    box = [slice(0, labels.shape[0])]
+    for size, profile in zip(labels.shape[1:], _axis_max_profiles(values.amax(0) if len(values) > 1 else values[0])):
         where = profile.nonzero()
         if len(where) == 0:
             return None
@@ -72,37 +71,35 @@ def _select(labels: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     return keep[labels.long()]
 
 
-def _sorted_by_label(coords, labels, codes, grid, box=None) -> SurfacePoints:
+def _sorted(coords, labels, codes, box, num_classes) -> SurfacePoints:
     labels = labels.long()
-    if box is not None:
-        coords = coords + torch.tensor([b.start for b in box], device=coords.device)
-    order = torch.argsort(labels, stable=True)
-    return SurfacePoints(coords[order], labels[order], None if codes is None else codes[order], grid)
+    coords = coords + torch.tensor([b.start for b in box], device=coords.device)
+    order = torch.argsort(coords[:, 0] * (num_classes + 1) + labels, stable=True)
+    return SurfacePoints(coords[order], labels[order], None if codes is None else codes[order])
 
 
-def _empty(dims: int, grid, device, with_codes: bool) -> SurfacePoints:
+def _empty(dims: int, device, with_codes: bool) -> SurfacePoints:
     none = torch.zeros(0, dtype=torch.int64, device=device)
-    return SurfacePoints(torch.zeros(0, dims, dtype=torch.int64, device=device), none, none if with_codes else None, grid)
+    return SurfacePoints(torch.zeros(0, 1 + dims, dtype=torch.int64, device=device), none, none if with_codes else None)
 
 
 def voxel_edges(
     labels: torch.Tensor, keep: torch.Tensor, first: int, num_classes: int, holds_no_class: bool = True
 ) -> SurfacePoints:
-    """MONAI's edge voxels of the kept classes of ``labels`` (a class map ``S``, one image, any D).
+    """MONAI's edge voxels of the kept classes of a batch of class maps ``(N, *S)`` (any D).
 
     Args:
-        labels: integer class map of one image; ``num_classes`` marks pixels of no class.
+        labels: integer class maps; ``num_classes`` marks pixels of no class.
         keep: bool ``(num_classes + 1,)`` lookup, True for the wanted classes
             (``first`` .. ``num_classes - 1``).
         holds_no_class: whether some pixels may hold ``num_classes`` (ignored ones).
     """
-    grid = tuple(labels.shape)
     box = kept_region(labels, first, num_classes, holds_no_class)
     if box is None:
-        return _empty(labels.dim(), grid, labels.device, False)
+        return _empty(labels.dim() - 1, labels.device, False)
     labels = labels[box]
     edge = torch.zeros(labels.shape, dtype=torch.bool, device=labels.device)
-    for axis in range(labels.dim()):
+    for axis in range(1, labels.dim()):
         size = labels.shape[axis]
         edge.narrow(axis, 0, 1).fill_(True)
         edge.narrow(axis, size - 1, 1).fill_(True)
@@ -113,33 +110,35 @@ def voxel_edges(
     coords = edge.nonzero()
     values = labels[tuple(coords.T)]
     selected = _select(values, keep)
-    return _sorted_by_label(coords[selected], values[selected], None, grid, box)
+    return _sorted(coords[selected], values[selected], None, box, num_classes)
 
 
 def corner_surfels(
     labels: torch.Tensor, keep: torch.Tensor, first: int, num_classes: int, holds_no_class: bool = True
 ) -> SurfacePoints:
-    """DeepMind's surface elements of the kept classes of ``labels`` (2D or 3D, one image), with codes.
+    """DeepMind's surface elements of the kept classes of a batch of class maps ``(N, *S)`` (2D or 3D).
 
-    Arguments as :func:`voxel_edges`; voxels outside the image hold no class.
+    Arguments as :func:`voxel_edges`; voxels outside the image hold no class. Corner ``i``
+    of the grid ``S + 1`` sits between voxels ``i - 1`` and ``i``.
     """
-    dims = labels.dim()
-    grid = tuple(n + 1 for n in labels.shape)
+    dims = labels.dim() - 1
     box = kept_region(labels, first, num_classes, holds_no_class)
     if box is None:
-        return _empty(dims, grid, labels.device, True)
+        return _empty(dims, labels.device, True)
     labels = labels[box]
-    padded = torch.full(tuple(n + 2 for n in labels.shape), num_classes, dtype=labels.dtype, device=labels.device)
-    padded[tuple(slice(1, n + 1) for n in labels.shape)] = labels
-    local = tuple(n + 1 for n in labels.shape)
+    spatial = labels.shape[1:]
+    padded = torch.full((len(labels),) + tuple(n + 2 for n in spatial), num_classes, dtype=labels.dtype,
+                        device=labels.device)
+    padded[(slice(None),) + tuple(slice(1, n + 1) for n in spatial)] = labels
+    local = tuple(n + 1 for n in spatial)
     offsets = list(product((0, 1), repeat=dims))
-    views = [padded[tuple(slice(o, o + n) for o, n in zip(offset, local))] for offset in offsets]
+    views = [padded[(slice(None),) + tuple(slice(o, o + n) for o, n in zip(offset, local))] for offset in offsets]
     mixed = views[1] != views[0]
     for view in views[2:]:
         mixed.logical_or_(view != views[0])
     coords = mixed.nonzero()
     strides = torch.tensor(padded.stride(), device=labels.device)
-    shifts = torch.tensor(offsets, device=labels.device) @ strides
+    shifts = torch.tensor([(0,) + offset for offset in offsets], device=labels.device) @ strides
     block = padded.reshape(-1)[(coords @ strides)[:, None] + shifts[None, :]]  # (m, 2**D) labels, C order
     kept = _select(block, keep)
     wanted = kept.any(1)
@@ -149,7 +148,7 @@ def corner_surfels(
     earlier_bits = torch.tensor([(1 << slots) - (1 << (slots - j)) for j in range(slots)], device=labels.device)
     first_slot = (codes & earlier_bits) == 0  # no earlier slot holds the same label
     point, slot = (first_slot & kept).nonzero(as_tuple=True)
-    return _sorted_by_label(coords[point], block[point, slot], codes[point, slot], grid, box)
+    return _sorted(coords[point], block[point, slot], codes[point, slot], box, num_classes)
 
 
 def _neighbour_codes(block: torch.Tensor) -> torch.Tensor:

@@ -37,20 +37,14 @@ class DistanceConfig:
     backend: str
 
 
-def class_segments(points: SurfacePoints, num_classes: int) -> np.ndarray:
-    """Start offsets ``(C + 1,)`` of each class's points in the label-sorted ``points``."""
-    counts = torch.bincount(points.labels, minlength=num_classes)[:num_classes].cpu().numpy()
-    return np.concatenate([[0], np.cumsum(counts)])
-
-
-def empty_statistics(num_classes: int, percentiles: int, tolerances: int) -> dict[str, np.ndarray]:
-    """Statistics arrays of one image with every class absent: sizes 0, distances NaN."""
+def empty_statistics(num_classes: int, percentiles: int, tolerances: int, images: int = 1) -> dict[str, np.ndarray]:
+    """Statistics arrays ``(N, C, ...)`` with every class absent: sizes 0, distances NaN."""
     return {
-        "surface": np.zeros((num_classes, 2)),
-        "distance_sum": np.zeros((num_classes, 2)),
-        "hausdorff": np.full((num_classes, 2), np.nan),
-        "percentile": np.full((num_classes, percentiles, 2), np.nan),
-        "within": np.zeros((num_classes, tolerances, 2)),
+        "surface": np.zeros((images, num_classes, 2)),
+        "distance_sum": np.zeros((images, num_classes, 2)),
+        "hausdorff": np.full((images, num_classes, 2), np.nan),
+        "percentile": np.full((images, num_classes, percentiles, 2), np.nan),
+        "within": np.zeros((images, num_classes, tolerances, 2)),
     }
 
 
@@ -94,60 +88,67 @@ def _torch_quantile(ordered: np.ndarray, q: float) -> float:
         return end - (end - start) * (1 - weight)
 
 
-def image_statistics(
+def batch_statistics(
     gt: SurfacePoints,
     pred: SurfacePoints,
     classes: np.ndarray,
     num_classes: int,
+    images: int,
     spacing: tuple[float, ...],
     weights_table: np.ndarray | None,
     formula: str,
     config: DistanceConfig,
     device=None,
 ) -> dict[str, np.ndarray]:
-    """Statistics arrays ``(C, ...)`` of one image from its two surfaces."""
-    stats = empty_statistics(num_classes, len(config.percentiles), len(config.tolerances))
-    sides = [_side(points, weights_table, num_classes) for points in (gt, pred)]
+    """Statistics arrays ``(N, C, ...)`` of a batch of images (one spacing) from its two surfaces."""
+    stats = empty_statistics(num_classes, len(config.percentiles), len(config.tolerances), images)
+    base = num_classes + 1
+    sides = [_side(points, weights_table, base) for points in (gt, pred)]
     if formula == "monai":
-        sides = _monai_crop_coordinates(sides, num_classes)
+        sides = _monai_crop_coordinates(sides, images * base)
+    wanted = set(int(c) for c in classes)
     for direction in (0, 1):
-        (coords, labels, weights, start), target = sides[direction], sides[1 - direction]
+        (coords, keys, weights), target = sides[direction], sides[1 - direction]
         nearest = nearest_by_class(
-            coords, labels, target[0], target[1], config.metric, spacing, config.backend, device, formula
+            coords, keys, target[0], target[1], config.metric, spacing, config.backend, device, formula, base
         )
         distances = np.full(len(coords), np.inf)
         found = nearest[:, 0] >= 0
-        distances[found] = point_distances(coords[found], nearest[found], config.metric, spacing, formula)
-        for c in classes:
-            if start[c] == start[c + 1]:
+        distances[found] = point_distances(coords[found, 1:], nearest[found, 1:], config.metric, spacing, formula)
+        unique, starts = np.unique(keys, return_index=True)
+        ends = np.append(starts[1:], len(keys))
+        for key, low, high in zip(unique.tolist(), starts.tolist(), ends.tolist()):
+            image, c = divmod(key, base)
+            if c not in wanted:
                 continue
-            part = slice(start[c], start[c + 1])
             size, total, hausdorff, values, within = direction_statistics(
-                distances[part], None if weights is None else weights[part], config
+                distances[low:high], None if weights is None else weights[low:high], config
             )
-            stats["surface"][c, direction] = size
-            stats["distance_sum"][c, direction] = total
-            stats["hausdorff"][c, direction] = hausdorff
-            stats["percentile"][c, :, direction] = values
-            stats["within"][c, :, direction] = within
+            stats["surface"][image, c, direction] = size
+            stats["distance_sum"][image, c, direction] = total
+            stats["hausdorff"][image, c, direction] = hausdorff
+            stats["percentile"][image, c, :, direction] = values
+            stats["within"][image, c, :, direction] = within
     return stats
 
 
-def _side(points: SurfacePoints, table: np.ndarray | None, num_classes: int) -> tuple:
-    """(coords, labels, weights or None, class start offsets) of one surface as numpy arrays."""
+def _side(points: SurfacePoints, table: np.ndarray | None, base: int) -> tuple:
+    """(coords, keys = image * base + class, weights or None) of one surface as numpy arrays."""
+    coords = points.coords.cpu().numpy()
+    keys = coords[:, 0] * base + points.labels.cpu().numpy()
     weights = None if table is None or points.codes is None else table[points.codes.cpu().numpy()]
-    return points.coords.cpu().numpy(), points.labels.cpu().numpy(), weights, class_segments(points, num_classes)
+    return coords, keys, weights
 
 
-def _monai_crop_coordinates(sides: list, num_classes: int) -> list:
-    """Coordinates relative to MONAI's per-class crop (bounding box of both masks, one voxel margin).
+def _monai_crop_coordinates(sides: list, keys: int) -> list:
+    """Coordinates relative to MONAI's crop of each image and class (both masks' bounding box, one voxel margin).
 
     MONAI's KD-tree measures ``q * s - f * s`` on cropped coordinates; the float result
-    depends on the origin, so it is reproduced here.
+    depends on the origin, so it is reproduced here (the image column is left as it is).
     """
     big = np.iinfo(np.int64).max
-    origin = np.full((num_classes, sides[0][0].shape[1]), big, dtype=np.int64)
-    for coords, labels, _, _ in sides:
-        np.minimum.at(origin, labels, coords)
-    return [(coords - (origin[labels] - 1), labels, weights, start) for coords, labels, weights, start in sides]
-
+    origin = np.full((keys, sides[0][0].shape[1]), big, dtype=np.int64)
+    for coords, point_keys, _ in sides:
+        np.minimum.at(origin, point_keys, coords)
+    origin[:, 0] = 1
+    return [(coords - (origin[point_keys] - 1), point_keys, weights) for coords, point_keys, weights in sides]

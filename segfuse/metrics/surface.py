@@ -40,7 +40,7 @@ from segfuse.metrics._distributed import sum_across_processes
 from segfuse.metrics._edt import BACKENDS, METRICS
 from segfuse.metrics._surface_inputs import class_maps, evaluated_classes, keep_lookup, spacing_per_image
 from segfuse.metrics._surface_points import corner_surfels, voxel_edges
-from segfuse.metrics._surface_stats import DistanceConfig, empty_statistics, image_statistics
+from segfuse.metrics._surface_stats import DistanceConfig, batch_statistics, empty_statistics
 from segfuse.metrics._surface_tables import deepmind_surfel_areas
 
 DEFINITIONS = ("deepmind", "monai")
@@ -200,25 +200,35 @@ def surface_statistics(
     keep = keep_lookup(num_classes, include_background, target.device)
     first = int(classes[0]) if len(classes) else num_classes
     holds_no_class = ignore_index is not None
-    rows = []
-    for index in range(images):
-        if len(classes) == 0:
-            rows.append(empty_statistics(num_classes, len(config.percentiles), len(config.tolerances)))
-            continue
-        if definition == "deepmind":
-            gt = corner_surfels(target[index], keep, first, num_classes, holds_no_class)
-            predicted = corner_surfels(pred[index], keep, first, num_classes, holds_no_class)
-            table = deepmind_surfel_areas(spacings[index])
-        else:
-            gt = voxel_edges(target[index], keep, first, num_classes, holds_no_class)
-            predicted, table = voxel_edges(pred[index], keep, first, num_classes, holds_no_class), None
-        rows.append(image_statistics(gt, predicted, classes, num_classes, spacings[index], table, rule, config,
-                                     target.device))
-    stacked = {name: torch.from_numpy(np.stack([row[name] for row in rows])) for name in _STAT_FIELDS}
+    stats = empty_statistics(num_classes, len(config.percentiles), len(config.tolerances), images)
+    if len(classes):
+        for group, group_spacing in _spacing_groups(spacings, target[0].numel()):
+            if definition == "deepmind":
+                extract, table = corner_surfels, deepmind_surfel_areas(group_spacing)
+            else:
+                extract, table = voxel_edges, None
+            rows = slice(group[0], group[-1] + 1) if group == list(range(group[0], group[-1] + 1)) else group
+            gt = extract(target[rows], keep, first, num_classes, holds_no_class)
+            predicted = extract(pred[rows], keep, first, num_classes, holds_no_class)
+            part = batch_statistics(gt, predicted, classes, num_classes, len(group), group_spacing, table, rule,
+                                    config, target.device)
+            for name in _STAT_FIELDS:
+                stats[name][group] = part[name]
+    stacked = {name: torch.from_numpy(stats[name]) for name in _STAT_FIELDS}
     evaluated = torch.zeros(num_classes, dtype=torch.bool)
     evaluated[torch.from_numpy(classes)] = True
     return SurfaceStatistics(**stacked, evaluated=evaluated, percentiles=config.percentiles,
                              tolerances=config.tolerances, definition=definition)
+
+
+def _spacing_groups(spacings: list[tuple[float, ...]], voxels: int) -> list[tuple[list[int], tuple[float, ...]]]:
+    """Images sharing a spacing, in chunks of at most about 2**25 voxels (one chunk's surfaces at a time)."""
+    per_chunk = max(1, (1 << 25) // max(voxels, 1))
+    groups: dict[tuple[float, ...], list[int]] = {}
+    for index, spacing in enumerate(spacings):
+        groups.setdefault(spacing, []).append(index)
+    return [(members[i : i + per_chunk], spacing) for spacing, members in groups.items()
+            for i in range(0, len(members), per_chunk)]
 
 
 def surface_scores(statistics: SurfaceStatistics, empty="inf", directed: bool = False) -> SurfaceScores:

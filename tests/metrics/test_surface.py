@@ -227,12 +227,16 @@ def test_exact_distance_transform_without_features_is_infinite():
     assert torch.isinf(value).all() and (nearest == -1).all()
 
 
-def test_nearest_by_class_matches_only_the_same_class():
-    query = np.array([[5, 5], [0, 0]])  # classes 1 and 2 (sorted labels)
-    features = np.array([[0, 1], [5, 9], [0, 2]])  # classes 1, 1, 2
-    for backend in ("search", "kdtree"):
-        nearest = nearest_by_class(query, np.array([1, 2]), features, np.array([1, 1, 2]), "euclidean", (1.0, 1.0), backend)
-        assert nearest.tolist() == [[5, 9], [0, 2]]
+def test_nearest_by_class_matches_only_the_same_image_and_class():
+    # rows: image, y, x; keys: image * 3 + class (sorted)
+    query = np.array([[0, 5, 5], [0, 0, 0], [1, 0, 0]])
+    query_keys = np.array([1, 2, 4])
+    features = np.array([[0, 0, 1], [0, 5, 9], [0, 0, 2], [1, 9, 9]])
+    feature_keys = np.array([1, 1, 2, 4])
+    for backend in ("search", "kdtree", "scipy", "torch"):
+        nearest = nearest_by_class(query, query_keys, features, feature_keys, "euclidean", (1.0, 1.0), backend,
+                                   key_base=3)
+        assert nearest.tolist() == [[0, 5, 9], [0, 0, 2], [1, 9, 9]], backend
 
 
 def test_streaming_equals_the_functional_api_and_counts_empty_cases():
