@@ -4,8 +4,8 @@ Four backends answer the same question, exactly (no approximation, float64):
 
 - ``"search"`` (CPU default): every class at once, lattice offsets tried in increasing
   order of their exact distance against a bit mask of the feature points' classes, so
-  the first hit is a nearest point; points with no hit within a radius (about 512
-  offsets) go to the KD-tree. Its cost follows the distances, not the volume.
+  the first hit is a nearest point; points with no hit within a radius (128 offsets in
+  2D, 512 in 3D) go to the KD-tree. Its cost follows the distances, not the volume.
 - ``"kdtree"``: ``scipy.spatial.cKDTree`` over each class's feature points.
 - ``"scipy"``: ``scipy.ndimage.distance_transform_edt`` / ``distance_transform_cdt`` with
   ``return_indices`` on the bounding box of both point sets (the references' own
@@ -38,7 +38,7 @@ METRICS = ("euclidean", "chessboard", "taxicab")
 BACKENDS = ("search", "kdtree", "scipy", "torch")
 _MINKOWSKI_P = {"euclidean": 2.0, "chessboard": np.inf, "taxicab": 1.0}
 _CHUNK_ELEMENTS = 1 << 23  # temporaries of the brute-force line pass, in elements
-_SEARCH_OFFSETS = 512  # lattice offsets the search tries (a KD-tree query costs about as much)
+_SEARCH_OFFSETS = {1: 16, 2: 128, 3: 512}  # offsets tried before a KD-tree query is the cheaper way
 _BALL_VOLUME = {1: 2.0, 2: math.pi, 3: 4.0 * math.pi / 3.0}
 _MASK_CELLS = 1 << 25  # cells of one class-bit mask (several images share one up to this size)
 
@@ -66,7 +66,11 @@ def nearest_by_class(
     if len(query) == 0 or len(features) == 0:
         return nearest
     if backend == "search":
-        return _search(query, query_keys, features, feature_keys, metric, tuple(map(float, spacing)), formula, key_base)
+        matched = np.isin(query_keys, feature_keys)  # points whose class has no target surface stay -1
+        if matched.any():
+            nearest[matched] = _search(query[matched], query_keys[matched], features, feature_keys, metric,
+                                       tuple(map(float, spacing)), formula, key_base)
+        return nearest
     query_start = _segments(query_keys)
     feature_start = _segments(feature_keys)
     for key, (low, high) in query_start.items():
@@ -89,7 +93,8 @@ def search_offsets(metric: str, spacing: tuple[float, ...]) -> tuple[np.ndarray,
     each the end of its run of equal distances (``(K,)``, exclusive)."""
     dims = len(spacing)
     steps = np.asarray(spacing, dtype=np.float64) if metric == "euclidean" else np.ones(dims)
-    radius = (_SEARCH_OFFSETS * float(np.prod(steps)) / _BALL_VOLUME.get(dims, 2.0**dims)) ** (1.0 / dims)
+    budget = _SEARCH_OFFSETS.get(dims, 512)
+    radius = (budget * float(np.prod(steps)) / _BALL_VOLUME.get(dims, 2.0**dims)) ** (1.0 / dims)
     reach = np.floor(radius / steps).astype(np.int64)
     axes = [np.arange(-r, r + 1) for r in reach]
     offsets = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, dims)

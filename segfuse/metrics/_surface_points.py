@@ -145,16 +145,17 @@ def corner_surfels(
     coords, block, kept = coords[wanted], block[wanted], kept[wanted]
     codes = _neighbour_codes(block)
     slots = len(offsets)
-    earlier_bits = torch.tensor([(1 << slots) - (1 << (slots - j)) for j in range(slots)], device=labels.device)
+    earlier_bits = torch.tensor([(1 << slots) - (1 << (slots - j)) for j in range(slots)], dtype=torch.int32,
+                                device=labels.device)
     first_slot = (codes & earlier_bits) == 0  # no earlier slot holds the same label
     point, slot = (first_slot & kept).nonzero(as_tuple=True)
-    return _sorted(coords[point], block[point, slot], codes[point, slot], box, num_classes)
+    return _sorted(coords[point], block[point, slot], codes[point, slot].long(), box, num_classes)
 
 
 def _neighbour_codes(block: torch.Tensor) -> torch.Tensor:
-    """``codes[i, j]`` = the neighbour code of slot j's label in corner i (int64 ``(m, 2**D)``)."""
+    """``codes[i, j]`` = the neighbour code of slot j's label in corner i (int32 ``(m, 2**D)``)."""
     slots = block.shape[1]
-    codes = torch.zeros(block.shape, dtype=torch.int64, device=block.device)
+    codes = torch.zeros(block.shape, dtype=torch.int32, device=block.device)
     for k in range(slots):
-        codes |= (block == block[:, k : k + 1]).long() << (slots - 1 - k)
+        codes |= (block == block[:, k : k + 1]).int() << (slots - 1 - k)
     return codes
