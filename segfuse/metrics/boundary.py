@@ -231,6 +231,7 @@ class BoundaryIoU:
         self.image_sums = torch.zeros(self.num_classes, dtype=torch.float64)
         self.image_counts = torch.zeros(self.num_classes, dtype=torch.int64)
         self.evaluated = torch.zeros(self.num_classes, dtype=torch.bool)
+        self.evaluated[torch.from_numpy(evaluated_classes(self.num_classes, self.include_background))] = True
 
     def update(self, pred, target) -> torch.Tensor:
         """Add a batch; returns its per-image Boundary IoU (N, C)."""
@@ -249,7 +250,6 @@ class BoundaryIoU:
         defined = ~torch.isnan(scores)
         self.image_sums += torch.where(defined, scores, 0.0).sum(0)
         self.image_counts += defined.sum(0)
-        self.evaluated |= statistics.evaluated
         return scores
 
     def compute(self) -> BoundaryIoUSummary:
