@@ -138,8 +138,9 @@ def corner_surfels(
         mixed.logical_or_(view != views[0])
     coords = mixed.nonzero()
     strides = torch.tensor(padded.stride(), device=labels.device)
-    shifts = torch.tensor([(0,) + offset for offset in offsets], device=labels.device) @ strides
-    block = padded.reshape(-1)[(coords @ strides)[:, None] + shifts[None, :]]  # (m, 2**D) labels, C order
+    shifts = (torch.tensor([(0,) + offset for offset in offsets], device=labels.device) * strides).sum(1)
+    position = (coords * strides).sum(1)  # no integer matmul: CUDA has none
+    block = padded.reshape(-1)[position[:, None] + shifts[None, :]]  # (m, 2**D) labels, C order
     kept = _select(block, keep)
     wanted = kept.any(1)
     coords, block, kept = coords[wanted], block[wanted], kept[wanted]
