@@ -40,7 +40,7 @@ _MINKOWSKI_P = {"euclidean": 2.0, "chessboard": np.inf, "taxicab": 1.0}
 _CHUNK_ELEMENTS = 1 << 23  # temporaries of the brute-force line pass, in elements
 _SEARCH_OFFSETS = {1: 16, 2: 128, 3: 512}  # offsets tried before a KD-tree query is the cheaper way
 _BALL_VOLUME = {1: 2.0, 2: math.pi, 3: 4.0 * math.pi / 3.0}
-_MASK_CELLS = 1 << 25  # cells of one class-bit mask (several images share one up to this size)
+_MASK_CELLS = 1 << 21  # cells of one class-bit mask (several images share one up to this size)
 
 
 def nearest_by_class(
