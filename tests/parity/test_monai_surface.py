@@ -308,3 +308,22 @@ def test_ported_monai_surface_dice_not_predicted_not_present():
     np.testing.assert_array_equal(with_background.numpy(), [[1, 0, 0, np.nan]])
     without = surface_metrics(predictions, labels, 4, definition="monai", empty="reference")["nsd@1"]
     np.testing.assert_array_equal(without[:, 1:].numpy(), [[0, 0, np.nan]])
+
+
+def test_ported_monai_compute_surface_dice_subvoxel():
+    # test_surface_dice.py, test_compute_surface_dice_subvoxel: use_subvoxels=True is DeepMind's surfels,
+    # segfuse's definition="deepmind" (spacing (3, 2, 1), tolerance 1)
+    def nsd(gt, pred, spacing):
+        scores = surface_metrics(pred[None], gt[None], 2, spacing=spacing, tolerances=(1.0,), empty="reference")
+        return float(scores["nsd@1"][0, 1])
+
+    gt, pred = np.zeros((128, 128, 128), np.int64), np.zeros((128, 128, 128), np.int64)
+    gt[50, 60, 70] = 1
+    assert nsd(gt, pred, (3, 2, 1)) == 0.0
+    gt[50, 60, 70], pred[50, 60, 72] = 0, 1
+    assert nsd(gt, pred, (3, 2, 1)) == 0.0
+    gt[50, 60, 70] = 1
+    assert nsd(gt, pred, (3, 2, 1)) == pytest.approx(0.5, abs=1e-12)
+    gt, pred = np.zeros((100, 100, 100), np.int64), np.zeros((100, 100, 100), np.int64)
+    gt[0:50], pred[0:51] = 1, 1
+    np.testing.assert_allclose(nsd(gt, pred, (2, 1, 1)), 0.836145, atol=1e-3, rtol=1e-3)
