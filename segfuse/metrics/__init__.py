@@ -39,3 +39,37 @@ __all__ = [
 from segfuse.metrics.compare import ModelComparison, ScoreDelta, compare_counts, compare_models, image_counts  # noqa: E402
 
 __all__ += ["ModelComparison", "ScoreDelta", "compare_counts", "compare_models", "image_counts"]
+# Boundary and surface-distance metrics (issue 13).
+from segfuse.metrics.boundary import (  # noqa: E402
+    BoundaryIoU,
+    BoundaryIoUSummary,
+    BoundaryStatistics,
+    boundary_iou,
+    boundary_iou_scores,
+    boundary_iou_statistics,
+)
+from segfuse.metrics.surface import (  # noqa: E402
+    SurfaceMetrics,
+    SurfaceScores,
+    SurfaceStatistics,
+    SurfaceSummary,
+    surface_metrics,
+    surface_scores,
+    surface_statistics,
+)
+
+__all__ += [
+    "BoundaryIoU",
+    "BoundaryIoUSummary",
+    "BoundaryStatistics",
+    "SurfaceMetrics",
+    "SurfaceScores",
+    "SurfaceStatistics",
+    "SurfaceSummary",
+    "boundary_iou",
+    "boundary_iou_scores",
+    "boundary_iou_statistics",
+    "surface_metrics",
+    "surface_scores",
+    "surface_statistics",
+]
