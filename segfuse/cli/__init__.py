@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-SUBCOMMANDS = ("eval", "coco", "bench", "train", "study")
+SUBCOMMANDS = ("eval", "coco", "bench", "train", "study", "compare")
 
 
 def build_parser() -> argparse.ArgumentParser:

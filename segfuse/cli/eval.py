@@ -26,7 +26,7 @@ from segfuse.cli.eval_pairs import CountOptions, PairCounts, count_pairs, defaul
 from segfuse.cli.eval_table import print_scores
 from segfuse.cli.io_masks import Pairing, pair_masks
 from segfuse.cli.io_report import metrics_document, write_report
-from segfuse.metrics import SemanticMetrics, semantic_scores
+from segfuse.metrics import CONVENTIONS, SemanticMetrics, semantic_scores
 from segfuse.metrics.scores import MEAN_NAMES
 
 CHUNK = 256
@@ -61,6 +61,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--reduce-zero-label", action="store_true", help="mmseg: ground truth 0 -> ignore, others - 1")
     parser.add_argument("--beta", type=float, default=1.0, help="F-beta's beta (default 1)")
     parser.add_argument("--per-image", action="store_true", help="average per-image scores instead of dataset counts")
+    parser.add_argument("--convention", choices=list(CONVENTIONS), default="segfuse",
+                        help="whose rules for undefined scores and means (default segfuse; see the README)")
     parser.add_argument("--skip-missing", action="store_true", help="skip unpaired files (counted in the report)")
     parser.add_argument("--out", type=Path, default=Path("segfuse-report"), help="report folder (default ./segfuse-report)")
     parser.add_argument("--workers", type=int, help="reader processes (default min(cpu count, 8))")
@@ -145,8 +147,9 @@ def _num_classes(settings: Settings, counted: list[PairCounts]) -> int:
     return found
 
 
-def _per_image_rows(items: list[PairCounts], batch: torch.Tensor, names: list[str], beta: float) -> list[dict]:
-    scores = semantic_scores(batch, beta=beta)
+def _per_image_rows(items: list[PairCounts], batch: torch.Tensor, names: list[str], beta: float,
+                    convention: str) -> list[dict]:
+    scores = semantic_scores(batch, beta=beta, convention=convention)
     means = {name: getattr(scores, name).tolist() for name in (*MEAN_NAMES.values(), "acc")}
     iou = scores.iou.tolist()
     valid = batch.sum(dim=(1, 2)).tolist()
@@ -160,14 +163,15 @@ def _per_image_rows(items: list[PairCounts], batch: torch.Tensor, names: list[st
 
 
 def _score(counted: list[PairCounts], settings: Settings, args, num_classes: int):
-    metrics = SemanticMetrics(num_classes, args.ignore_index, args.beta, per_image=args.per_image, class_names=settings.class_names)
+    metrics = SemanticMetrics(num_classes, args.ignore_index, args.beta, per_image=args.per_image or None,
+                              class_names=settings.class_names, convention=args.convention)
     names = settings.class_names or [str(c) for c in range(num_classes)]
     rows: list[dict] = []
     for start in range(0, len(counted), CHUNK):
         items = counted[start : start + CHUNK]
         batch = torch.from_numpy(np.stack([item.dense(num_classes) for item in items]))
         metrics.update_confusion(batch)
-        rows.extend(_per_image_rows(items, batch, names, args.beta))
+        rows.extend(_per_image_rows(items, batch, names, args.beta, args.convention))
     scores = metrics.compute()
     all_rows = sorted((row for part in gather_objects(rows) for row in part), key=lambda row: row["image"])
     return scores, all_rows
@@ -191,7 +195,8 @@ def _metadata(args, settings: Settings, pairing: Pairing, num_classes: int) -> d
         "ignore_index": args.ignore_index,
         "reduce_zero_label": args.reduce_zero_label,
         "beta": args.beta,
-        "per_image": args.per_image,
+        "per_image": args.per_image or bool(CONVENTIONS[args.convention].per_image),
+        "convention": args.convention,
         "processes": world_size(),
     }
 

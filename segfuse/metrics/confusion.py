@@ -10,9 +10,16 @@ Convention:
     Counts are exact int64, computed as a bincount of ``target * C + pred`` (no one-hot);
     small non-negative labels (e.g. uint8 masks with 255 = ignore) take one bincount of
     the joint (target, pred) histogram, which also yields the label-range checks.
+    A class map may carry a singleton channel, ``(N, 1, *S)`` (as MONAI users pass it).
+    One-hot (or multi-hot) masks ``(N, C, *S)`` for both ``pred`` and ``target`` (pred
+    floating or bool, holding 0 or 1) are counted channel by channel instead
+    (:func:`mask_overlap_counts`, MONAI's and torchmetrics' one-hot input): they give
+    TP, FP, FN per class but no confusion matrix, and have no ignored pixels.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 
@@ -28,6 +35,22 @@ from segfuse._validate import (
 )
 
 
+class OverlapCounts(NamedTuple):
+    """Per-class counts ``(..., C)`` int64: true positives, false positives, false negatives."""
+
+    tp: torch.Tensor
+    fp: torch.Tensor
+    fn: torch.Tensor
+
+
+def overlap_counts(confusion: torch.Tensor) -> OverlapCounts:
+    """TP, FP, FN per class ``(..., C)`` from confusion matrices ``(..., C, C)`` (rows = truth)."""
+    tp = torch.diagonal(confusion, dim1=-2, dim2=-1)
+    fp = confusion.sum(dim=-2) - tp
+    fn = confusion.sum(dim=-1) - tp
+    return OverlapCounts(tp, fp, fn)
+
+
 def ignored_pixels(target: torch.Tensor, ignore_index) -> torch.Tensor | None:
     """Boolean mask of the pixels whose target equals ``ignore_index``, or None when none can.
 
@@ -38,9 +61,41 @@ def ignored_pixels(target: torch.Tensor, ignore_index) -> torch.Tensor | None:
     return None if ignore_index is None else target == ignore_index
 
 
+def is_mask_input(pred, target, num_classes: int) -> bool:
+    """One-hot / multi-hot masks: ``pred`` floating or bool ``(N, C, *S)`` and ``target`` of its shape."""
+    return (
+        isinstance(pred, torch.Tensor)
+        and isinstance(target, torch.Tensor)
+        and (pred.dtype in FLOAT_DTYPES or pred.dtype == torch.bool)
+        and pred.dim() >= 2
+        and pred.shape == target.shape
+        and pred.shape[1] == num_classes
+    )
+
+
+def squeeze_class_channel(pred: torch.Tensor, target: torch.Tensor, num_classes: int):
+    """Class maps with a singleton channel ``(N, 1, *S)`` lose it (pred, target or both stay as given)."""
+    if target.dim() >= 2 and target.shape[1] == 1 and target.dtype in INTEGER_DTYPES:
+        maps = (target.shape[0], *target.shape[2:])
+        scores = (target.shape[0], num_classes, *target.shape[2:])
+        if pred.dtype in FLOAT_DTYPES and pred.dim() == target.dim() and tuple(pred.shape) == scores:
+            return pred, target.squeeze(1)
+        if pred.dtype in INTEGER_DTYPES and tuple(pred.shape) == maps:
+            return pred, target.squeeze(1)
+    if pred.dtype in INTEGER_DTYPES and pred.dim() == target.dim() + 1 and pred.dim() >= 2 and pred.shape[1] == 1:
+        if tuple(pred.shape) == (pred.shape[0], 1, *target.shape[1:]):
+            return pred.squeeze(1), target
+    return pred, target
+
+
 def check_class_map_inputs(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> None:
     """Shapes and dtypes: ``pred`` a class map like ``target`` or scores ``(N, C, *S)``."""
     check_tensor("pred", pred)
+    if is_mask_input(pred, target, num_classes):
+        raise ValueError(
+            f"confusion_matrix needs class maps, got one-hot masks {tuple(pred.shape)}; "
+            "use mask_overlap_counts (or SemanticMetrics) for masks"
+        )
     check_label_tensor("target", target)
     if pred.dtype in FLOAT_DTYPES:
         expected = (target.shape[0], num_classes, *target.shape[1:]) if target.dim() else None
@@ -169,6 +224,9 @@ def _confusion_update(
 ) -> torch.Tensor:
     """Counts ``(C, C)``, or one matrix per image ``(N, C, C)`` when ``per_image``."""
     check_num_classes(num_classes)
+    check_tensor("pred", pred)
+    check_tensor("target", target)
+    pred, target = squeeze_class_channel(pred, target, num_classes)
     check_class_map_inputs(pred, target, num_classes)
     if not per_image and kernels.fused_confusion_available(pred, target, num_classes):
         if validate_args:
@@ -228,3 +286,53 @@ def per_image_confusion_matrix(
 ) -> torch.Tensor:
     """One confusion matrix per image of the batch: int64 ``(N, C, C)``; see :func:`confusion_matrix`."""
     return _confusion_update(pred, target, num_classes, ignore_index, per_image=True, validate_args=validate_args)
+
+
+# ---- one-hot / multi-hot masks ---------------------------------------------------------------
+
+
+def check_mask_values(name: str, masks: torch.Tensor) -> None:
+    """Masks hold 0 or 1 (bool, integer or floating)."""
+    if masks.dtype == torch.bool or masks.numel() == 0:
+        return
+    bad = (masks != 0) & (masks != 1)
+    if bool(bad.any()):
+        values = torch.unique(masks[bad])[:5].tolist()
+        raise ValueError(f"{name} one-hot masks must hold 0 or 1 (threshold or argmax scores first), got {values}")
+
+
+def mask_overlap_counts(
+    pred: torch.Tensor, target: torch.Tensor, per_image: bool = False, validate_args: bool = True
+) -> OverlapCounts:
+    """TP, FP, FN per class of one-hot / multi-hot masks, channel by channel (MONAI, torchmetrics one-hot).
+
+    Args:
+        pred: masks ``(N, C, *S)`` holding 0 or 1 (bool, integer or floating).
+        target: masks of ``pred``'s shape.
+        per_image: counts per image ``(N, C)`` instead of summed over the batch ``(C,)``.
+        validate_args: check that both hold only 0 and 1 (a device sync).
+
+    Example:
+        >>> pred = torch.tensor([[[1.0, 1.0, 0.0], [0.0, 1.0, 1.0]]])
+        >>> target = torch.tensor([[[1, 0, 0], [0, 1, 1]]])
+        >>> mask_overlap_counts(pred, target)
+        OverlapCounts(tp=tensor([1, 2]), fp=tensor([1, 0]), fn=tensor([0, 0]))
+    """
+    check_tensor("pred", pred)
+    check_tensor("target", target)
+    if pred.dim() < 2 or pred.shape != target.shape:
+        raise ValueError(
+            "pred and target masks must have the same shape (N, C, *S), "
+            f"got {tuple(pred.shape)} and {tuple(target.shape)}"
+        )
+    if validate_args:
+        check_mask_values("pred", pred)
+        check_mask_values("target", target)
+    predicted, truth = pred != 0, target != 0
+    dims = tuple(range(2, pred.dim())) if per_image else (0, *range(2, pred.dim()))
+
+    def total(mask: torch.Tensor) -> torch.Tensor:
+        return mask.sum(dims, dtype=torch.int64) if dims else mask.to(torch.int64)
+
+    tp = total(predicted & truth)
+    return OverlapCounts(tp, total(predicted) - tp, total(truth) - tp)

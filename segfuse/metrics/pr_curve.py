@@ -13,7 +13,10 @@ Convention:
     Scores are used as given (no sigmoid). Pixels whose target equals ``ignore_index`` are
     dropped. Multiclass scores ``(N, C, *S)`` with a class map ``(N, *S)`` are scored one
     class against the rest; a class without positive pixels has AP NaN and is left out of
-    the macro mean.
+    the macro mean (``convention="segfuse"``, the default, in both modes).
+    ``convention="torchmetrics"`` reproduces ``MulticlassAveragePrecision``: the same in
+    exact mode, but in binned mode such a class scores 0 (its NaN recall counts as 0)
+    and enters the macro mean.
 """
 
 from __future__ import annotations
@@ -128,7 +131,7 @@ def exact_curve(scores: torch.Tensor, positives: torch.Tensor) -> PRCurve:
 def binned_counts(scores: torch.Tensor, positives: torch.Tensor, thresholds: torch.Tensor) -> torch.Tensor:
     """Histogram ``(2, T + 1)`` int64 of [negatives, positives] by the number of thresholds <= score."""
     dtype = torch.promote_types(scores.dtype, thresholds.dtype)
-    bucket = torch.searchsorted(thresholds.to(scores.device, dtype), scores.to(dtype), right=True)
+    bucket = torch.searchsorted(thresholds.to(scores.device, dtype), scores.to(dtype).contiguous(), right=True)
     size = thresholds.numel() + 1
     return torch.bincount(bucket + size * positives.to(torch.int64), minlength=2 * size).reshape(2, size)
 
@@ -187,30 +190,45 @@ def precision_recall_curve(
     return [_curve(*_class_pairs(scores, target, ignore_index, c), grid) for c in range(scores.shape[1])]
 
 
+AP_CONVENTIONS = ("segfuse", "torchmetrics")
+
+
 def average_precision(
-    scores: torch.Tensor, target: torch.Tensor, thresholds=None, ignore_index: int | None = None, average="macro"
+    scores: torch.Tensor,
+    target: torch.Tensor,
+    thresholds=None,
+    ignore_index: int | None = None,
+    average="macro",
+    convention: str = "segfuse",
 ) -> torch.Tensor:
     """Average precision of binary scores, or one-vs-rest per class of multiclass scores.
 
-    ``average="macro"`` returns the mean over the classes with positive pixels, None the
-    per-class APs ``(C,)`` (NaN for a class without positives). Binary input ignores it.
+    ``average="macro"`` returns the mean over the classes that have an AP, None the
+    per-class APs ``(C,)``. Binary input ignores it. A class without positive pixels has
+    AP NaN, except in binned mode with ``convention="torchmetrics"`` (0); see the module
+    Convention.
 
     Example:
         >>> average_precision(torch.tensor([0.1, 0.4, 0.35, 0.8]), torch.tensor([0, 0, 1, 1]))
         tensor(0.8333, dtype=torch.float64)
     """
     check_choice("average", average, ("macro", None))
+    check_choice("convention", convention, AP_CONVENTIONS)
     _check_pr_inputs(scores, target, ignore_index)
     grid = thresholds_tensor(thresholds)
     if not _is_multiclass(scores, target):
         return curve_average_precision(_curve(*_binary_pairs(scores, target, ignore_index), grid))
-    per_class = torch.stack([_class_average_precision(scores, target, ignore_index, c, grid) for c in range(scores.shape[1])])
+    zero_without_positives = convention == "torchmetrics" and grid is not None
+    per_class = torch.stack([
+        _class_average_precision(scores, target, ignore_index, c, grid, zero_without_positives)
+        for c in range(scores.shape[1])
+    ])
     return per_class if average is None else torch.nanmean(per_class)
 
 
-def _class_average_precision(scores, target, ignore_index, c, grid) -> torch.Tensor:
+def _class_average_precision(scores, target, ignore_index, c, grid, zero_without_positives: bool) -> torch.Tensor:
     class_scores, positives = _class_pairs(scores, target, ignore_index, c)
-    if not bool(positives.any()):
+    if not zero_without_positives and not bool(positives.any()):
         return torch.tensor(float("nan"), dtype=torch.float64, device=scores.device)
     return curve_average_precision(_curve(class_scores, positives, grid))
 

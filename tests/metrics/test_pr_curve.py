@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import sklearn.metrics
 import torch
-from torchmetrics.classification import BinaryAveragePrecision, BinaryPrecisionRecallCurve
+from torchmetrics.classification import BinaryAveragePrecision, BinaryPrecisionRecallCurve, MulticlassAveragePrecision
 
 from segfuse.metrics import BinaryPRCurve, average_precision, precision_recall_curve
 
@@ -126,3 +126,23 @@ def test_convention_scores_at_threshold_are_positive_and_no_sigmoid():
 def test_bad_input(scores, target, kwargs, error, match):
     with pytest.raises(error, match=match):
         precision_recall_curve(scores, target, **kwargs)
+
+
+@pytest.mark.parametrize("thresholds", [None, 20])
+def test_convention_torchmetrics_multiclass_ap_scores_a_class_without_positives_zero_when_binned(thresholds):
+    generator = torch.Generator().manual_seed(3)
+    target = torch.randint(0, 3, (2, 8, 8), generator=generator)  # class 3 has no positive pixel
+    scores = torch.softmax(torch.randn(2, 4, 8, 8, generator=generator), 1)
+    ours = average_precision(scores, target, thresholds=thresholds, average=None, convention="torchmetrics")
+    flat_scores, flat_target = scores.movedim(1, -1).reshape(-1, 4), target.reshape(-1)
+    reference = MulticlassAveragePrecision(num_classes=4, thresholds=thresholds, average="none")
+    expected = reference(flat_scores, flat_target)
+    torch.testing.assert_close(ours.float(), expected, equal_nan=True)
+    macro = average_precision(scores, target, thresholds=thresholds, convention="torchmetrics")
+    expected_macro = MulticlassAveragePrecision(num_classes=4, thresholds=thresholds)(flat_scores, flat_target)
+    torch.testing.assert_close(macro.float(), expected_macro)
+    segfuse = average_precision(scores, target, thresholds=thresholds, average=None)
+    assert torch.isnan(segfuse[3])  # segfuse: no positives, no AP, in both modes
+    assert torch.isnan(ours[3]) if thresholds is None else ours[3] == 0
+    with pytest.raises(ValueError, match="convention"):
+        average_precision(scores, target, convention="mmseg")

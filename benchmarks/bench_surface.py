@@ -1,0 +1,231 @@
+"""HD95 + ASSD + NSD against DeepMind surface-distance and MONAI, on CPU, in the same run.
+
+Two workloads (generated, not timed):
+
+- 3D: one 256 x 256 x 256 pair with 5 classes (background and 4 organ-like ellipsoids of
+  different sizes, partly overlapping), spacing (1, 1, 2.5); the prediction moves each organ
+  by a few mm, rescales it by up to 8% and adds boundary noise.
+- 2D: 100 pairs of 512 x 512 masks with 21 classes (VOC-like: background and 1 to 4
+  objects per image, ellipses and boxes of random classes; predictions moved, rescaled,
+  sometimes missing an object or adding a false one).
+
+Timed, median of ``--repeats`` runs, the implementations taking turns:
+
+- DeepMind: per class present in either map, ``compute_surface_distances`` on the binary
+  masks, then ``compute_robust_hausdorff(95)``, ``compute_average_surface_distance`` and
+  ``compute_surface_dice_at_tolerance``.
+- MONAI: one-hot of both maps (N, C, *S), then ``compute_hausdorff_distance(percentile=95)``,
+  ``compute_average_surface_distance(symmetric=True)`` and ``compute_surface_dice``.
+- segfuse: ``surface_metrics`` on the class maps, ``definition="deepmind"`` and
+  ``definition="monai"`` (the numbers of each reference), all classes in one call.
+
+Every segfuse number is checked against its reference (max relative difference printed;
+MONAI's are float32). Background is left out (MONAI's default). NSD tolerance 2 mm (3D) and
+2 px (2D).
+
+    python benchmarks/bench_surface.py [--repeats 3] [--images 100] [--threads N] [--write benchmarks/results/surface.md]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch: spinning OpenMP threads distort shared-core timings
+
+import argparse  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+import warnings  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import segfuse  # noqa: E402
+from segfuse.metrics import surface_metrics  # noqa: E402
+
+np.Inf, np.NaN = np.inf, np.nan  # surface-distance 0.1 still uses the NumPy 1 aliases
+warnings.filterwarnings("ignore")
+
+SPACING_3D = (1.0, 1.0, 2.5)
+TOLERANCE_3D, TOLERANCE_2D = 2.0, 2.0
+
+
+def ellipsoid(grid, centre, radii) -> np.ndarray:
+    return sum(((g - m) / r) ** 2 for g, m, r in zip(grid, centre, radii)) <= 1
+
+
+def volume_pair(size: int = 256, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    grid = [g.astype(np.float32) * s for g, s in zip(np.ogrid[tuple(slice(0, size) for _ in range(3))], SPACING_3D)]
+    extent = np.array([size * s for s in SPACING_3D])
+    gt, pred = np.zeros((size,) * 3, np.uint8), np.zeros((size,) * 3, np.uint8)
+    for c, scale in zip(range(1, 5), (0.30, 0.22, 0.16, 0.12)):
+        centre = rng.uniform(0.3, 0.7, 3) * extent
+        radii = scale * extent.min() * rng.uniform(0.8, 1.2, 3) * np.array([1, 1, 1.6])
+        gt[ellipsoid(grid, centre, radii)] = c
+        pred[ellipsoid(grid, centre + rng.normal(0, 2.5, 3), radii * rng.uniform(0.92, 1.08, 3))] = c
+    noisy = rng.random(gt.shape) < 0.02
+    edge = np.zeros(gt.shape, bool)
+    for axis in range(3):
+        edge |= np.roll(pred, 1, axis) != pred
+    pred[noisy & edge] = np.roll(pred, 1, 0)[noisy & edge]
+    return gt, pred
+
+
+def image_pairs(count: int, size: int = 512, classes: int = 21, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.ogrid[:size, :size]
+    gt, pred = np.zeros((count, size, size), np.uint8), np.zeros((count, size, size), np.uint8)
+    for i in range(count):
+        for _ in range(int(rng.integers(1, 5))):
+            c = int(rng.integers(1, classes))
+            centre, radii = rng.uniform(0.2, 0.8, 2) * size, rng.uniform(0.05, 0.3, 2) * size
+            moved, scaled = centre + rng.normal(0, 4, 2), radii * rng.uniform(0.9, 1.1, 2)
+            if rng.random() < 0.5:
+                gt[i][ellipsoid((yy, xx), centre, radii)] = c
+                shape = ellipsoid((yy, xx), moved, scaled)
+            else:
+                gt[i][(np.abs(yy - centre[0]) <= radii[0]) & (np.abs(xx - centre[1]) <= radii[1])] = c
+                shape = (np.abs(yy - moved[0]) <= scaled[0]) & (np.abs(xx - moved[1]) <= scaled[1])
+            if rng.random() > 0.1:  # sometimes the prediction misses the object
+                pred[i][shape] = c
+        if rng.random() < 0.2:  # and sometimes adds a false one
+            centre = rng.uniform(0.1, 0.9, 2) * size
+            pred[i][ellipsoid((yy, xx), centre, (12, 20))] = int(rng.integers(1, classes))
+    return gt, pred
+
+
+def deepmind(gt: np.ndarray, pred: np.ndarray, classes: int, spacing, tolerance) -> np.ndarray:
+    import surface_distance as sd
+
+    spacing = spacing or (1.0,) * (gt.ndim - 1)
+    out = np.full((len(gt), classes, 3), np.nan)
+    for i in range(len(gt)):
+        for c in range(1, classes):
+            gt_mask, pred_mask = gt[i] == c, pred[i] == c
+            if not (gt_mask.any() or pred_mask.any()):
+                continue
+            d = sd.compute_surface_distances(gt_mask, pred_mask, spacing)
+            sd.compute_average_surface_distance(d)  # the one-way means, as a user would also report them
+            areas = np.concatenate([d["surfel_areas_gt"], d["surfel_areas_pred"]])
+            distances = np.concatenate([d["distances_gt_to_pred"], d["distances_pred_to_gt"]])
+            out[i, c] = (
+                sd.compute_robust_hausdorff(d, 95),
+                np.sum(distances * areas) / np.sum(areas),  # ASSD over both surfaces
+                sd.compute_surface_dice_at_tolerance(d, tolerance),
+            )
+    return out
+
+
+def monai(gt: np.ndarray, pred: np.ndarray, classes: int, spacing, tolerance) -> np.ndarray:
+    from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance, compute_surface_dice
+
+    def one_hot(labels):
+        return torch.nn.functional.one_hot(torch.from_numpy(labels).long(), classes).movedim(-1, 1).float()
+
+    y, y_pred = one_hot(gt), one_hot(pred)
+    hd95 = compute_hausdorff_distance(y_pred, y, percentile=95, spacing=spacing)
+    assd = compute_average_surface_distance(y_pred, y, symmetric=True, spacing=spacing)
+    nsd = compute_surface_dice(y_pred, y, [tolerance] * (classes - 1), spacing=spacing)
+    out = np.full((len(gt), classes, 3), np.nan)
+    out[:, 1:] = torch.stack([hd95, assd, nsd], -1).double().numpy()
+    return out
+
+
+def segfuse_metrics(gt, pred, classes, spacing, tolerance, definition) -> np.ndarray:
+    scores = surface_metrics(pred, gt, classes, spacing=spacing, definition=definition,
+                             tolerances=(tolerance,), empty="reference")
+    out = torch.stack([scores["hd95"], scores["assd"], scores[f"nsd@{tolerance:g}"]], -1).numpy()
+    if definition == "deepmind":  # the DeepMind loop above skips classes absent from both maps
+        out[(scores.gt_empty & scores.pred_empty).numpy()] = np.nan
+    return out
+
+
+def max_relative_difference(ours: np.ndarray, theirs: np.ndarray) -> tuple[float, int]:
+    """Largest relative difference over finite values, and the number of NaN / inf mismatches."""
+    both = np.isfinite(ours) & np.isfinite(theirs)
+    mismatches = int((~both & ~((np.isnan(ours) & np.isnan(theirs)) | (ours == theirs))).sum())
+    scale = np.maximum(np.abs(theirs[both]), 1e-300)
+    return float((np.abs(ours[both] - theirs[both]) / scale).max(initial=0.0)), mismatches
+
+
+def timed(functions: dict, repeats: int, once: tuple = ()) -> dict:
+    """Median seconds of each function, taking turns; and each one's last result. ``once``: timed in the first turn only."""
+    times = {name: [] for name in functions}
+    results = {}
+    for turn in range(repeats):
+        for name, function in functions.items():
+            if turn and name in once:
+                continue
+            start = time.perf_counter()
+            results[name] = function()
+            times[name].append(time.perf_counter() - start)
+    return {name: (statistics.median(values), results[name]) for name, values in times.items()}
+
+
+def versions() -> str:
+    import monai
+    import scipy
+
+    return (f"Python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+            f"numpy {np.__version__}, scipy {scipy.__version__}, MONAI {monai.__version__}, "
+            f"surface-distance 0.1, segfuse {segfuse.__version__}")
+
+
+def run(name, gt, pred, classes, spacing, tolerance, repeats, monai_once=False) -> list[str]:
+    functions = {
+        "DeepMind surface-distance": lambda: deepmind(gt, pred, classes, spacing, tolerance),
+        "segfuse, definition='deepmind'": lambda: segfuse_metrics(gt, pred, classes, spacing, tolerance, "deepmind"),
+        "MONAI": lambda: monai(gt, pred, classes, spacing, tolerance),
+        "segfuse, definition='monai'": lambda: segfuse_metrics(gt, pred, classes, spacing, tolerance, "monai"),
+    }
+    results = timed(functions, repeats, once=("MONAI",) if monai_once else ())
+    fastest_peer = min(results["DeepMind surface-distance"][0], results["MONAI"][0])
+    rows = [f"| {name}: method | median s | vs the faster peer | max rel. difference to its reference |",
+            "|---|---:|---:|---|"]
+    references = {"segfuse, definition='deepmind'": "DeepMind surface-distance", "segfuse, definition='monai'": "MONAI"}
+    for method, (seconds, values) in results.items():
+        check = ""
+        if method in references:
+            difference, mismatches = max_relative_difference(values, results[references[method]][1])
+            check = f"{difference:.1e}, {mismatches} NaN/inf mismatches"
+        ratio = fastest_peer / seconds
+        bold = "**" if method in references else ""
+        rows.append(f"| {method} | {seconds:.3f} | {bold}{ratio:.1f}x{bold} | {check} |")
+        print(rows[-1], flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--images", type=int, default=100)
+    parser.add_argument("--size", type=int, default=256, help="3D edge length")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    parser.add_argument("--monai-every-turn", action="store_true", help="time MONAI's 2D run in every turn")
+    parser.add_argument("--write", type=str, default=None, help="markdown file for the tables")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    gt3, pred3 = volume_pair(args.size)
+    gt2, pred2 = image_pairs(args.images)
+    load_before = os.getloadavg()[0]
+    lines = [f"Machine: {platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores, no GPU. {versions()}.", ""]
+    lines += run(f"3D {args.size}^3, 5 classes, spacing (1, 1, 2.5)", gt3[None], pred3[None], 5, SPACING_3D,
+                 TOLERANCE_3D, args.repeats)
+    lines.append("")
+    lines += run(f"2D {args.images} x 512^2, 21 classes", gt2, pred2, 21, None, TOLERANCE_2D, args.repeats,
+                 monai_once=not args.monai_every_turn)
+    lines += ["", f"Median of {args.repeats} runs, implementations taking turns (MONAI's 2D run, which takes "
+                  f"minutes, once unless --monai-every-turn); torch threads {torch.get_num_threads()}; "
+                  f"1-minute load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after."]
+    print("\n".join(lines))
+    if args.write:
+        with open(args.write + ".tmp", "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+        os.replace(args.write + ".tmp", args.write)
+
+
+if __name__ == "__main__":
+    main()
