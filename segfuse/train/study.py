@@ -9,7 +9,9 @@ progress bar, and writes, in ``out_dir``:
   rerun into the same folder reuses the runs whose settings match, says how many, and
   refuses a folder that holds runs made with other settings; so an interrupted study
   resumes where it stopped.
-- ``weights/<run>/<point>.pt``: the model of every point of every run (``save_weights``);
+- ``weights/<run>/<point>.pt``: the model of every point of every run (``save_weights``), and
+  ``boundary.jsonl``: Boundary IoU and HD95 of the reported runs' models on the hard task
+  (:mod:`~segfuse.train.study_boundary`);
 - ``settings.json``; ``summary.md`` and ``summary.csv`` (:mod:`~segfuse.train.study_report`);
   ``budgets_<task>.png`` and ``curves_<task>.png`` (:mod:`~segfuse.train.study_plots`).
 """
@@ -201,6 +203,7 @@ def run_study(settings: StudySettings, out_dir, jobs: int = 2, threads: int = 1,
     Raises StudyFolderError when ``out_dir`` holds runs made with other settings. A
     KeyboardInterrupt leaves every finished run in ``runs.jsonl``; rerunning resumes.
     """
+    from segfuse.train.study_boundary import attach_boundary_scores
     from segfuse.train.study_plots import plot_study
     from segfuse.train.study_report import write_report
 
@@ -235,7 +238,9 @@ def run_study(settings: StudySettings, out_dir, jobs: int = 2, threads: int = 1,
 
         runner.run([key for key in tuning_keys(settings) if key not in runs], done, tick)
         runner.run([key for key in final_keys(runs, settings) if key not in runs], done, tick)
-    finals = [runs[key] for key in _reported_keys(runs, settings)]
+    reported = _reported_keys(runs, settings)
+    attach_boundary_scores(runs, settings, out_dir, keys=reported, log=log)
+    finals = [runs[key] for key in reported]
     write_report(runs, settings, out_dir)
     plot_study(runs, settings, out_dir)
     return finals

@@ -13,6 +13,7 @@ Epoch axes have integer ticks.
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -20,6 +21,11 @@ from segfuse.train.study import RunKey
 from segfuse.train.study_config import STUDY_LOSSES, StudySettings
 from segfuse.train.study_report import CONVERGED, metrics, reported_runs, task_info, values
 from segfuse.train.study_stats import mean_interval
+
+
+# the panels of budgets_<task>.png, where the task reports them; DISTANCES are in pixels, lower is better
+BUDGET_PANELS = ("miou", "rare_iou", "thin_iou", "thin_dice", "thin_biou", "thin_hd95")
+DISTANCES = ("thin_hd95", "rare_hd95")
 
 
 def _pyplot():
@@ -46,8 +52,11 @@ def _legend(figure, axes) -> None:
 def plot_budgets(runs: dict[RunKey, dict], settings: StudySettings, task: str, path: Path):
     """Test scores per budget and at convergence (see the module docstring); returns the figure's path."""
     plt = _pyplot()
-    chosen = [name for name in ("miou", "rare_iou", "thin_iou") if name in metrics(task)]
-    figure, panels = plt.subplots(1, len(chosen), figsize=(4.6 * len(chosen), 4.6), squeeze=False)
+    chosen = [name for name in BUDGET_PANELS if name in metrics(task)]
+    rows = (len(chosen) + 2) // 3
+    columns = min(3, len(chosen))
+    figure, grid = plt.subplots(rows, columns, figsize=(4.6 * columns, 0.6 + 3.9 * rows), squeeze=False)
+    panels = [list(grid.flat)]
     # losses side by side around each budget: a small multiplicative shift on the log2 epoch axis
     shifts = {loss: 2 ** ((index - (len(settings.losses) - 1) / 2) * 0.025)
               for index, loss in enumerate(settings.losses)}
@@ -61,21 +70,22 @@ def plot_budgets(runs: dict[RunKey, dict], settings: StudySettings, task: str, p
             intervals = [mean_interval(values(group, str(budget), value)) for budget in settings.budgets]
             converged_epoch = sum(run["points"][CONVERGED]["epochs"] for run in group) / len(group) * shifts[loss]
             converged = mean_interval(values(group, CONVERGED, value))
-            line = axes.errorbar(epochs, [i.mean for i in intervals], yerr=_clipped_errors(intervals),
+            high = math.inf if name in DISTANCES else 1.0
+            line = axes.errorbar(epochs, [i.mean for i in intervals], yerr=_clipped_errors(intervals, high),
                                  marker="o", markersize=4, capsize=2, linewidth=1.2,
                                  label=f"{STUDY_LOSSES[loss][0]} (lr {group[0]['lr']:g})")
             colour = line.lines[0].get_color()
-            axes.errorbar([converged_epoch], [converged.mean], yerr=_clipped_errors([converged]), marker="o",
+            axes.errorbar([converged_epoch], [converged.mean], yerr=_clipped_errors([converged], high), marker="o",
                           markersize=6, markerfacecolor="white", color=colour, capsize=2)
             axes.plot([epochs[-1], converged_epoch], [intervals[-1].mean, converged.mean], color=colour,
                       linestyle=":", linewidth=1)
-        axes.set_title(f"test {label}", fontsize=10)
+        axes.set_title(label, fontsize=10)
         axes.grid(alpha=0.3)
         _budget_axis(axes, settings)
     _legend(figure, panels[0][0])
-    figure.suptitle(f"task '{task}': score per training budget, mean and 95 % t interval over {len(settings.seeds)} "
-                    f"seeds (clipped to [0, 1])", fontsize=11)
-    figure.tight_layout(rect=(0, 0.12, 1, 0.95))
+    figure.suptitle(f"task '{task}': test score per training budget, mean and 95 % t interval over "
+                    f"{len(settings.seeds)} seeds (clipped to the score's range)", fontsize=11)
+    figure.tight_layout(rect=(0, 0.12 / rows, 1, 1 - 0.05 / rows))
     _save(figure, path)
     return path
 
@@ -93,13 +103,13 @@ def _budget_axis(axes, settings: StudySettings) -> None:
     axes.set_xlabel("training budget (epochs, log scale); hollow: converged")
 
 
-def _clipped_errors(intervals) -> list[list[float]]:
-    """Error bar lengths below and above each mean, clipped to the score range [0, 1]."""
+def _clipped_errors(intervals, high: float = 1.0) -> list[list[float]]:
+    """Error bar lengths below and above each mean, clipped to the score range [0, high]."""
     lower, upper = [], []
     for interval in intervals:
-        half = 0.0 if interval.half_width != interval.half_width else interval.half_width
+        half = 0.0 if math.isnan(interval.half_width) else interval.half_width
         lower.append(min(half, max(0.0, interval.mean)))
-        upper.append(min(half, max(0.0, 1.0 - interval.mean)))
+        upper.append(min(half, max(0.0, high - interval.mean)))
     return [lower, upper]
 
 

@@ -55,7 +55,15 @@ def metrics(task: str) -> dict[str, tuple[str, Callable[[dict], float]]]:
         thin, thin_name = info["thin"], info["names"][info["thin"]]
         chosen["thin_iou"] = (f"IoU of '{thin_name}'", lambda test: test["iou"][thin])
         chosen["thin_dice"] = (f"Dice of '{thin_name}'", lambda test: test["dice"][thin])
+        chosen["thin_biou"] = (f"Boundary IoU of '{thin_name}'", lambda test: _score(test, "boundary_iou", thin))
+        chosen["thin_hd95"] = (f"HD95 of '{thin_name}' (px, lower is better)", lambda test: _score(test, "hd95", thin))
+        chosen["rare_hd95"] = (f"HD95 of '{rare_name}' (px, lower is better)", lambda test: _score(test, "hd95", rare))
     return chosen
+
+
+def _score(test: dict, name: str, cls: int) -> float:
+    """A boundary score of a point, NaN when the point's model was not scored (no saved weights)."""
+    return test[name][cls] if name in test else math.nan
 
 
 def _runs_of(runs: dict[RunKey, dict], task: str, loss: str, lr: float, seeds) -> list[dict]:
@@ -207,7 +215,12 @@ def header_lines(settings: StudySettings, task: str) -> list[str]:
             f"{settings.depth}, AdamW (weight decay {settings.weight_decay:g}), batch {settings.batch_size}; "
             f"warm-up / constant learning rate; each budget (epochs) and convergence (validation mIoU not "
             f"up by {settings.min_delta:g} in {settings.patience} epochs, at most {settings.max_epochs}) ends with "
-            f"a {settings.decay_epochs}-epoch linear decay to 0.", ""]
+            f"a {settings.decay_epochs}-epoch linear decay to 0."] + ([
+            "", "Boundary metrics (models of the reported runs scored again): Boundary IoU with the "
+            "boundary-iou-api's band, d = 2 % of the image diagonal, from counts summed over the test scenes; "
+            "HD95 per image (DeepMind surface definition), mean over images, a class present in only one of "
+            "truth and prediction scoring the image diagonal "
+            f"({(2 * settings.image_size ** 2) ** 0.5:.1f} px)."] if info["thin"] is not None else []) + [""]
 
 
 def write_report(runs: dict[RunKey, dict], settings: StudySettings, out_dir: Path) -> None:

@@ -9,6 +9,7 @@ import torch
 
 from segfuse.train import UNet
 from segfuse.train.study import StudyFolderError, load_runs, run_study, select_lr
+from segfuse.train.study_boundary import boundary_scores
 from segfuse.train.study_config import StudySettings
 from segfuse.train.study_run import build_task, evaluate, run_one, weights_path
 from segfuse.train.study_stats import mean_interval
@@ -108,6 +109,15 @@ def test_tiny_study_report_reuse_and_refusal(tmp_path, capsys):
             assert float(rows[0]["ci95"]) == pytest.approx(mean_interval(expected).half_width, nan_ok=True)
     summary = (tmp_path / "summary.md").read_text()
     assert "## Task 'hard'" in summary and "IoU of 'thread'" in summary and "| weighted CE |" in summary
+    # the hard task's reported models were scored again with Boundary IoU and HD95 (2 points x 2 losses x 3 seeds)
+    boundary = [json.loads(line) for line in (tmp_path / "boundary.jsonl").read_text().splitlines()]
+    assert len(boundary) == 12 and {entry["task"] for entry in boundary} == {"hard"}
+    entry = boundary[0]
+    model = UNet(3, 4, settings.base_channels, settings.depth)
+    model.load_state_dict(torch.load(weights_path(tmp_path / "weights", "hard", entry["loss"], entry["lr"],
+                                                  entry["seed"], entry["point"]), weights_only=True))
+    assert boundary_scores(model, build_task("hard", settings).test, 4) == entry["scores"]
+    assert "Boundary IoU of 'thread'" in summary and "HD95 of 'thread'" in summary
     assert all((record["class_weights"] is None) == (record["loss"] == "ce") for record in records)
     assert all(len(record["class_weights"]) == 4 for record in records if record["loss"] == "wce")
     # a rerun with the same settings trains nothing and says so
@@ -115,6 +125,7 @@ def test_tiny_study_report_reuse_and_refusal(tmp_path, capsys):
     run_study(settings, tmp_path, jobs=1, progress=False, log=again.append)
     assert again == [f"reusing 16 of 16 runs from {tmp_path / 'runs.jsonl'} (made with the same settings)"]
     assert len((tmp_path / "runs.jsonl").read_text().splitlines()) == 16
+    assert len((tmp_path / "boundary.jsonl").read_text().splitlines()) == 12
     # a grid that only adds runs reuses the matching ones
     more = []
     run_study(tiny(tasks=("standard",), losses=("ce",), lrs=(0.01, 0.03), seeds=(0, 1, 2, 3), tuning_seeds=(0,)),
