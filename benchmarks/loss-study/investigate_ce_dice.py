@@ -9,7 +9,9 @@ IoU, so the table can say at which epoch each class was first found.
 
     python benchmarks/loss-study/investigate_ce_dice.py --out benchmarks/loss-study/ce_dice
 
-Writes OUT/runs.jsonl (one line per run; reruns reuse finished lines) and OUT/summary.md.
+Then probes the mechanism: seed 1 with CE + Dice, Dice and CE, epoch by epoch, measuring how
+much probability the network gives the true class on the ellipse and speck pixels.
+Writes OUT/runs.jsonl and OUT/probes.jsonl (reruns reuse finished lines) and OUT/summary.md.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ VARIANTS = (
     + [(f"seed {seed}", {"loss": loss, "seed": seed}) for loss in ("ce+dice", "dice", "ce") for seed in range(10)]
 )
 FOUND = 0.1  # a class counts as found once its validation IoU exceeds this
+# the mechanism probe: how much probability the network gives the true class on ellipse and speck pixels
+PROBES = [("probe ce+dice seed 1", {"loss": "ce+dice"}), ("probe dice seed 1", {"loss": "dice"}),
+          ("probe ce seed 1", {"loss": "ce"})]
 
 
 def run(name: str, changes: dict) -> dict:
@@ -51,6 +56,59 @@ def run(name: str, changes: dict) -> dict:
             "history": [{"epoch": r.epoch, "miou": r.miou, "iou": r.iou, "terms": r.train_terms, "lr": r.lr,
                          "predicted": [sum(column) for column in zip(*r.metrics["confusion_matrix"])]}
                         for r in history]}
+
+
+def probe(name: str, changes: dict) -> dict:
+    """Train the first study's setting epoch by epoch; after each, on the validation ellipse and speck
+    pixels: the mean softmax probability of the true class, and the share of those pixels where it is
+    below 0.01 (saturated: the softmax passes a gradient of at most p (1 - p) < 0.01 to that logit)."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from segfuse.train import ProceduralSegmentation, TrainConfig, Trainer
+    from segfuse.train.progress import ProgressBar
+
+    torch.set_num_threads(1)
+    options = {**BASE, **changes}
+    config = TrainConfig(num_classes=4, loss=options["loss"], epochs=options["epochs"], batch_size=16,
+                         lr=options["lr"], weight_decay=1e-4, seed=options["seed"], base_channels=8, depth=2,
+                         device="cpu", save_predictions="none")
+    train = ProceduralSegmentation(384, seed=0, image_size=64)
+    val = ProceduralSegmentation(128, seed=1, image_size=64)
+    trainer = Trainer(config, train, val, log=None)
+    epochs = []
+    for epoch in range(1, options["epochs"] + 1):
+        record = trainer.run_epoch(epoch, ProgressBar(enabled=False))
+        trainer.epoch = epoch
+        trainer.model.eval()
+        true_probability = {1: [], 3: []}
+        with torch.no_grad():
+            for image, mask, _ in DataLoader(val, batch_size=32):
+                probabilities = trainer.model(image).softmax(1)
+                for cls in true_probability:
+                    true_probability[cls].append(probabilities[:, cls][mask == cls])
+        summary = {}
+        for cls, class_name in ((1, "ellipse"), (3, "speck")):
+            values = torch.cat(true_probability[cls])
+            summary[class_name] = {"mean_true_probability": float(values.mean()),
+                             "saturated_share": float((values < 0.01).double().mean())}
+        epochs.append({"epoch": epoch, "iou": record.iou, "terms": record.train_terms, **summary})
+    return {"name": name, "probe": True, **options, "epochs_probed": epochs}
+
+
+def _probe(item):
+    return probe(*item)
+
+
+def probe_table(records: list[dict]) -> str:
+    lines = ["| run | epoch | IoU ellipse / speck | mean p(true) ellipse / speck | share with p(true) < 0.01 "
+             "ellipse / speck |", "|---|---|---|---|---|"]
+    for record in records:
+        for entry in record["epochs_probed"]:
+            lines.append(f"| {record['name']} | {entry['epoch']} | {entry['iou'][1]:.3f} / {entry['iou'][3]:.3f} | "
+                         f"{entry['ellipse']['mean_true_probability']:.3f} / {entry['speck']['mean_true_probability']:.3f} | "
+                         f"{entry['ellipse']['saturated_share']:.2f} / {entry['speck']['saturated_share']:.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 def first_found(history: list[dict], cls: int):
@@ -119,7 +177,26 @@ def main() -> None:
                   f"({record['cpu_seconds']:.0f} s CPU)", flush=True)
     records = [{**done[options_key(changes)], "name": name} for name, changes in VARIANTS
                if options_key(changes) in done]
-    (args.out / "summary.md").write_text(summarize(records))
+    probes_path = args.out / "probes.jsonl"
+    probed = {}
+    if probes_path.is_file():
+        for line in probes_path.read_text().splitlines():
+            probed[json.loads(line)["name"]] = json.loads(line)
+    todo = [] if args.summary_only else [(name, changes) for name, changes in PROBES if name not in probed]
+    if todo:
+        with multiprocessing.get_context("spawn").Pool(args.jobs) as pool:
+            for record in pool.imap_unordered(_probe, todo):
+                probed[record["name"]] = record
+                with probes_path.open("a") as file:
+                    file.write(json.dumps(record) + "\n")
+                print(f"{record['name']}: probed", flush=True)
+    text = summarize(records)
+    probes = [probed[name] for name, _ in PROBES if name in probed]
+    if probes:
+        text += ("\nMechanism probe (seed 1, the first study's setting): after each epoch, on the validation "
+                 "pixels of the ellipse and speck classes, the mean softmax probability of the true class and the "
+                 "share of those pixels where it is below 0.01:\n\n" + probe_table(probes))
+    (args.out / "summary.md").write_text(text)
     print(f"wrote {args.out / 'summary.md'}")
 
 
