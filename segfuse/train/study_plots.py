@@ -81,7 +81,7 @@ def plot_budgets(runs: dict[RunKey, dict], settings: StudySettings, task: str, p
                       linestyle=":", linewidth=1)
         axes.set_title(label, fontsize=10)
         axes.grid(alpha=0.3)
-        _budget_axis(axes, settings)
+        _budget_axis(axes, settings, label=axes in grid[-1])
     _legend(figure, panels[0][0])
     figure.suptitle(f"task '{task}': test score per training budget, mean and 95 % t interval over "
                     f"{len(settings.seeds)} seeds (clipped to the score's range)", fontsize=11)
@@ -90,7 +90,7 @@ def plot_budgets(runs: dict[RunKey, dict], settings: StudySettings, task: str, p
     return path
 
 
-def _budget_axis(axes, settings: StudySettings) -> None:
+def _budget_axis(axes, settings: StudySettings, label: bool = True) -> None:
     """A log2 epoch axis with integer ticks at the budgets and at powers of two up to ``max_epochs``."""
     from matplotlib.ticker import FixedLocator, NullLocator, ScalarFormatter
 
@@ -100,7 +100,8 @@ def _budget_axis(axes, settings: StudySettings) -> None:
     axes.xaxis.set_major_locator(FixedLocator(ticks))
     axes.xaxis.set_major_formatter(ScalarFormatter())
     axes.xaxis.set_minor_locator(NullLocator())
-    axes.set_xlabel("training budget (epochs, log scale); hollow: converged")
+    if label:
+        axes.set_xlabel("training budget (epochs, log scale); hollow: converged")
 
 
 def _clipped_errors(intervals, high: float = 1.0) -> list[list[float]]:
