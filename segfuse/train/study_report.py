@@ -88,6 +88,28 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
+def overview_section(runs, settings: StudySettings, task: str) -> list[str]:
+    """One row per loss: the rare-class IoU at every point, then the converged mIoU (and thin-class scores)."""
+    chosen = metrics(task)
+    columns = [("rare_iou", point) for point in points(settings)] + [("miou", CONVERGED)]
+    columns += [(name, CONVERGED) for name in ("thin_iou", "thin_biou", "thin_hd95") if name in chosen]
+    short = {"rare_iou": "rare IoU", "miou": "mIoU", "thin_iou": "thin IoU", "thin_biou": "thin Boundary IoU",
+             "thin_hd95": "thin HD95 (px)"}
+    header = ["loss", "lr"] + [f"{short[name]} {point_label(point)}" for name, point in columns]
+    rows = []
+    for loss in settings.losses:
+        group = reported_runs(runs, settings, task, loss)
+        row = [STUDY_LOSSES[loss][0], f"{group[0]['lr']:g}" if group else ""]
+        for name, point in columns:
+            interval = mean_interval(values(group, point, chosen[name][1]))
+            row.append(interval.format(1 if name.endswith("hd95") else 3))
+        rows.append(row)
+    info = task_info(task)
+    thin = "" if info["thin"] is None else f", thin class '{info['names'][info['thin']]}'"
+    return [f"Overview (test scenes, mean ± 95 % t interval over {len(settings.seeds)} seeds; rare class "
+            f"'{info['names'][info['rare']]}'{thin}):", ""] + _table(header, rows)
+
+
 def sweep_section(runs, settings: StudySettings, task: str) -> list[str]:
     rare = task_info(task)["rare"]
     first = str(settings.budgets[0])
@@ -228,7 +250,7 @@ def write_report(runs: dict[RunKey, dict], settings: StudySettings, out_dir: Pat
     lines = ["# Loss study", ""]
     for task in settings.tasks:
         lines += header_lines(settings, task)
-        sections = [sweep_section(runs, settings, task)]
+        sections = [overview_section(runs, settings, task), sweep_section(runs, settings, task)]
         sections += [metric_section(runs, settings, task, name) for name in metrics(task)]
         sections += [speed_section(runs, settings, task), difference_section(runs, settings, task),
                      seeds_section(runs, settings, task)]
