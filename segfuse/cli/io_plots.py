@@ -51,6 +51,11 @@ def _bar_colors(count: int, palette) -> list:
 
 def plot_per_class(path: Path, names: Sequence[str], iou: Sequence[float], miou: float, palette=None) -> None:
     """Horizontal bars of per-class IoU (in the dataset's colours when given), the mIoU as a dashed line."""
+    _save(per_class_figure(names, iou, miou, palette), path)
+
+
+def per_class_figure(names: Sequence[str], iou: Sequence[float], miou: float, palette=None):
+    """The matplotlib Figure of :func:`plot_per_class`."""
     count, font = len(names), _font_size(len(names))
     step = 0.3 if count <= 30 else 0.2 if count <= 80 else 0.16
     left, width, top, bottom = _label_inches(names, font), 6.0, 0.7, 0.6
@@ -82,7 +87,7 @@ def plot_per_class(path: Path, names: Sequence[str], iou: Sequence[float], miou:
     if not defined.all():
         title += "\nn/a: class absent from truth and prediction"
     axes.set_title(title, fontsize=10, loc="left")
-    _save(figure, path)
+    return figure
 
 
 def _normalised(confusion: np.ndarray, misses: np.ndarray | None) -> tuple[np.ndarray, bool]:
@@ -97,6 +102,11 @@ def _normalised(confusion: np.ndarray, misses: np.ndarray | None) -> tuple[np.nd
 
 def plot_confusion_matrix(path: Path, names: Sequence[str], confusion, misses=None) -> None:
     """Heatmap of the confusion matrix with each truth row divided by its pixel count."""
+    _save(confusion_figure(names, confusion, misses), path)
+
+
+def confusion_figure(names: Sequence[str], confusion, misses=None):
+    """The matplotlib Figure of :func:`plot_confusion_matrix`."""
     normalised, with_misses = _normalised(np.asarray(confusion), misses)
     count, font = len(names), _font_size(len(names))
     columns = list(names) + (["(no prediction)"] if with_misses else [])
@@ -125,4 +135,4 @@ def plot_confusion_matrix(path: Path, names: Sequence[str], confusion, misses=No
                    fontsize=10, loc="left")
     colorbar = figure.add_axes(((margin + side_x + 0.25) / width, margin / height, 0.2 / width, side_y / height))
     figure.colorbar(image, cax=colorbar, label="fraction of the row")
-    _save(figure, path)
+    return figure
