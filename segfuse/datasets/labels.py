@@ -9,7 +9,8 @@ Convention:
     - identity: v in [0, C) is class v.
     - ``reduce_zero_label`` (mmseg, ADE20K): 0 is IGNORED, v in [1, C] is class v - 1.
     - ``table`` (e.g. Cityscapes label ids -> train ids): v is ``table[v]``; a table entry
-      equal to ``ignore_index`` is IGNORED; values missing from the table are INVALID.
+      equal to ``ignore_index`` that is no class index is IGNORED; values missing from the
+      table are INVALID.
 
     With ``num_classes=None`` (not known yet) no value is INVALID for being too large.
 """
@@ -51,7 +52,8 @@ class LabelMapping:
             found = keys[order][position] == values if len(keys) else np.zeros(values.shape, bool)
             mapped = np.where(found, targets[order][position] if len(keys) else 0, INVALID)
             if self.ignore_index is not None:
-                mapped = np.where(found & (mapped == self.ignore_index), IGNORED, mapped)
+                is_class = (mapped >= 0) & (mapped < (self.num_classes or 0))
+                mapped = np.where(found & (mapped == self.ignore_index) & ~is_class, IGNORED, mapped)
         elif self.reduce_zero_label:
             mapped = np.where(values == 0, IGNORED, np.where(values > 0, values - 1, INVALID))
         else:
