@@ -14,7 +14,6 @@ the run is distributed.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import dataclass, field
@@ -24,9 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from segfuse.cli.errors import InputError, fail
-from segfuse.cli.eval_pairs import CountOptions, JointCounts, PairCounts, default_workers, infer_num_classes, map_counts, read_pairs
-from segfuse.cli.eval_scores import CLASS_SCORES, EvalScores, eval_scores, per_image_average, per_image_sums
+from segfuse.cli.eval_pairs import (
+    CountOptions, JointCounts, PairCounts, default_workers, infer_num_classes, map_counts, read_pairs, stacked_counts,
+)
+from segfuse.cli.eval_scores import EvalScores, eval_scores, per_image_average, per_image_sums
 from segfuse.cli.io_masks import MaskPair, Pairing, Palette, pair_masks
+from segfuse.cli.io_report import ReportRows, metrics_document, metrics_json, write_report
 
 CHUNK = 256
 DEFAULT_OUT = Path("segfuse-report")
@@ -325,36 +327,36 @@ def _mapped(joints: list[JointCounts], pairing: Pairing, settings: Settings) -> 
 # ---- scores and rows -----------------------------------------------------------------------------
 
 
-def _number(value):
-    value = float(value)
-    return None if value != value else value
+IMAGE_MEANS = ("acc", "miou", "mdice", "mfscore", "mprecision", "mrecall")
+
+
+def _text(values: np.ndarray) -> list[list[str]]:
+    """Shortest round-trip text of each float; NaN (undefined) reads n/a."""
+    return [["n/a" if value != value else repr(value) for value in row] for row in values.tolist()]
 
 
 def _per_image(counted: list[PairCounts], size: int, names: list[str], beta: float):
-    """Per-image rows (dicts) and, for --per-image, the summed statistics; numpy in chunks."""
-    rows, sums = [], None
+    """Per-image CSV rows, the summed per-image statistics and the dataset counts (C, C + 1); numpy in chunks."""
+    header = ["image", "shape", "valid_pixels", "unpredicted_pixels", *IMAGE_MEANS, *(f"iou_{name}" for name in names)]
+    rows, sums, total = [], None, np.zeros((size, size + 1), dtype=np.int64)
     for start in range(0, len(counted), CHUNK):
         items = counted[start : start + CHUNK]
-        batch = np.stack([item.with_misses(size) for item in items])
+        batch = stacked_counts(items, size)
+        total += batch.sum(0)
         scores = eval_scores(batch, beta)
         part = per_image_sums(scores)
         sums = part if sums is None else sums + part
-        valid = batch.sum(axis=(1, 2))
-        for i, item in enumerate(items):
-            row = {"image": item.stem, "shape": "x".join(map(str, item.shape)), "valid_pixels": int(valid[i]),
-                   "unpredicted_pixels": int(batch[i, :, -1].sum())}
-            row.update({name: _number(getattr(scores, name)[i]) for name in ("acc", "miou", "mdice", "mfscore", "mprecision", "mrecall")})
-            row.update({f"iou_{name}": _number(scores.iou[i, c]) for c, name in enumerate(names)})
-            rows.append(row)
-    return rows, sums
+        counts = np.stack([batch.sum(axis=(1, 2)), batch[:, :, -1].sum(1)], axis=1).tolist()
+        means = _text(np.stack([getattr(scores, name) for name in IMAGE_MEANS], axis=1))
+        ious = _text(scores.iou)
+        rows += [[item.stem, "x".join(map(str, item.shape)), *count, *mean, *iou]
+                 for item, count, mean, iou in zip(items, counts, means, ious)]
+    return ReportRows(header, rows), sums, total
 
 
-def _scores(counted: list[PairCounts], size: int, settings: Settings, args) -> tuple[EvalScores, list[dict]]:
+def _scores(counted: list[PairCounts], size: int, settings: Settings, args) -> tuple[EvalScores, ReportRows]:
     names = settings.class_names or [str(c) for c in range(size)]
-    rows, sums = _per_image(counted, size, names, args.beta)
-    total = np.zeros((size, size + 1), dtype=np.int64)
-    for item in counted:
-        np.add.at(total, (item.rows, item.cols), item.counts)
+    rows, sums, total = _per_image(counted, size, names, args.beta)
     if args.per_image:
         return per_image_average(sums, total, args.beta, settings.class_names), rows
     return eval_scores(total, args.beta, settings.class_names), rows
@@ -376,7 +378,8 @@ def _cityscapes(counted: list[PairCounts], settings: Settings):
             return None
         pred = joint.pred_values if to_label_id is None else to_label_id[joint.pred_values]
         try:
-            np.add.at(confusion, (joint.gt_values, pred), joint.counts)
+            confusion += np.bincount(joint.gt_values * cityscapes.NUM_LABEL_IDS + pred, weights=joint.counts,
+                                     minlength=cityscapes.NUM_LABEL_IDS**2).astype(np.int64).reshape(confusion.shape)
             instances = instances + cityscapes.instance_statistics(joint.instances, to_label_id)
         except (IndexError, ValueError) as error:
             raise InputError(f"{joint.stem}: Cityscapes official scores: {error}") from error
@@ -440,8 +443,6 @@ def _evaluate(args) -> int:
     official = _cityscapes(counted, settings)
     misses = int(scores.misses.sum())
     _notes(settings, pairing, misses, args)
-    from segfuse.cli.io_report import metrics_document, write_report
-
     document = metrics_document(scores, _metadata(args, settings, pairing, size, misses), official)
     if settings.out is not None:
         palette = settings.preset.palette if settings.preset is not None else None
@@ -450,7 +451,7 @@ def _evaluate(args) -> int:
         except OSError as error:
             raise InputError(f"{settings.out}: cannot write the report ({error})") from error
     if args.json:
-        print(json.dumps(document, indent=2, allow_nan=False))
+        print(metrics_json(document), end="")
         return 0
     from segfuse.cli.eval_table import print_scores
 

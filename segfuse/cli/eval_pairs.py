@@ -95,10 +95,10 @@ class PairCounts:
     def with_misses(self, num_classes: int | None = None) -> np.ndarray:
         """Dense (C, C + 1) int64 matrix, the last column the misses."""
         size = self.size if num_classes is None else num_classes
-        matrix = np.zeros((size, size + 1), dtype=np.int64)
         cols = np.where(self.cols == self.size, size, self.cols)
-        np.add.at(matrix, (self.rows, cols), self.counts)
-        return matrix
+        flat = np.bincount(self.rows.astype(np.intp) * (size + 1) + cols, weights=self.counts,
+                           minlength=size * (size + 1))  # float64 counts are exact below 2**53
+        return flat.astype(np.int64).reshape(size, size + 1)
 
     def dense(self, num_classes: int | None = None) -> np.ndarray:
         """Dense (C, C) int64 confusion matrix without the misses (see :meth:`with_misses`)."""
@@ -108,6 +108,18 @@ class PairCounts:
     def unpredicted(self) -> int:
         """Pixels with a valid truth whose prediction held the ignore value."""
         return int(self.counts[self.cols == self.size].sum())
+
+
+def stacked_counts(items: Sequence[PairCounts], num_classes: int) -> np.ndarray:
+    """Dense (N, C, C + 1) int64 matrices of many pairs (one bincount), the last column the misses."""
+    cells = num_classes * (num_classes + 1)
+    codes = [index * cells + item.rows.astype(np.intp) * (num_classes + 1)
+             + np.where(item.cols == item.size, num_classes, item.cols) for index, item in enumerate(items)]
+    weights = [item.counts for item in items]
+    if not codes:
+        return np.zeros((0, num_classes, num_classes + 1), dtype=np.int64)
+    flat = np.bincount(np.concatenate(codes), weights=np.concatenate(weights), minlength=len(items) * cells)
+    return flat.astype(np.int64).reshape(len(items), num_classes, num_classes + 1)  # float64 is exact below 2**53
 
 
 # ---- one pair --------------------------------------------------------------------------
