@@ -171,10 +171,22 @@ def instance_histogram(pred, gt_instance_ids) -> InstanceHistogram:
     if pred.shape != instances.shape:
         raise ValueError(f"pred and gt_instance_ids must have the same shape, got {pred.shape} and {instances.shape}")
     inside = instances > 1000
-    ids, which = np.unique(instances[inside], return_inverse=True)
-    values, value_index = np.unique(pred[inside], return_inverse=True)
-    code = which.astype(np.intp) * max(len(values), 1) + value_index
-    counts = np.bincount(code, minlength=len(ids) * len(values)).reshape(len(ids), len(values))
+    instance_pixels, pred_pixels = instances[inside].astype(np.intp), pred[inside]
+    if not instance_pixels.size:
+        return InstanceHistogram(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, 0), np.int64))
+    ids = np.flatnonzero(np.bincount(instance_pixels))  # linear-time unique of the instance ids
+    which = np.zeros(int(ids[-1]) + 1, dtype=np.intp)
+    which[ids] = np.arange(len(ids))
+    low, high = int(pred_pixels.min()), int(pred_pixels.max())
+    if len(ids) * (high - low + 1) > 1 << 24:  # wide prediction values: compact them first
+        values, value_index = np.unique(pred_pixels, return_inverse=True)
+        code = which[instance_pixels] * len(values) + value_index.reshape(-1)
+        counts = np.bincount(code, minlength=len(ids) * len(values)).reshape(len(ids), len(values))
+        return InstanceHistogram(ids.astype(np.int64), values.astype(np.int64), counts.astype(np.int64))
+    code = which[instance_pixels] * (high - low + 1) + (pred_pixels.astype(np.intp) - low)
+    counts = np.bincount(code, minlength=len(ids) * (high - low + 1)).reshape(len(ids), high - low + 1)
+    present = np.flatnonzero(counts.any(0))
+    values, counts = present + low, counts[:, present]
     return InstanceHistogram(ids.astype(np.int64), values.astype(np.int64), counts.astype(np.int64))
 
 
