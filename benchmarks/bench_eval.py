@@ -127,8 +127,7 @@ def count_segfuse(folder: Path, classes: int) -> None:
 
 
 def count_baseline(folder: Path, classes: int, script: Path) -> None:
-    sys.path.insert(0, str(script.parent))
-    import eval_baseline
+    import eval_baseline  # the baseline script, on sys.path
 
     jobs = [(str(p), str(folder / "pred" / p.name), classes) for p in sorted((folder / "gt").glob("*.png"))]
     from multiprocessing import Pool
@@ -142,8 +141,9 @@ def in_fresh_process(function: str, folder: Path, classes: int, script: Path) ->
     code = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(REPO)!r}); sys.path.insert(0, {str(REPO / 'benchmarks')!r})
+        sys.path.insert(0, {str(script.parent)!r})
         from pathlib import Path
-        import bench_eval
+        import multiprocessing, bench_eval, eval_baseline, segfuse.cli.eval_pairs, segfuse.cli.io_masks  # not timed
         start = time.perf_counter()
         bench_eval.{function}(Path({str(folder)!r}), {classes}{f", Path({str(script)!r})" if function == "count_baseline" else ""})
         print(time.perf_counter() - start)

@@ -12,7 +12,6 @@ imports nothing, so both answer at once, without loading torch.
 from __future__ import annotations
 
 import argparse
-import ast
 import importlib
 import importlib.util
 import sys
@@ -25,6 +24,8 @@ SUBCOMMANDS = ("eval", "coco", "bench", "train", "study")
 
 def _summary(name: str) -> str | None:
     """First line of the subcommand module's docstring, without importing the module."""
+    import ast
+
     spec = importlib.util.find_spec(f"segfuse.cli.{name}")
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
         return None
@@ -56,9 +57,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"segfuse {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    if command is not None and _register(subparsers, command):
+        return parser  # running one subcommand: the others need not be listed
     for name in SUBCOMMANDS:
-        if name == command and _register(subparsers, name):
-            continue
         summary = _summary(name)
         if summary is not None:
             subparsers.add_parser(name, help=summary, add_help=False)

@@ -24,9 +24,10 @@ import numpy as np
 
 from segfuse.cli.errors import InputError, fail
 from segfuse.cli.eval_pairs import (
-    CountOptions, JointCounts, PairCounts, default_workers, infer_num_classes, map_counts, read_pairs, stacked_counts,
+    CountOptions, JointCounts, Lookups, PairCounts, default_workers, infer_num_classes, map_counts, per_image_overlaps,
+    read_pairs, stacked_counts,
 )
-from segfuse.cli.eval_scores import EvalScores, eval_scores, per_image_average, per_image_sums
+from segfuse.cli.eval_scores import EvalScores, eval_scores, overlap_scores, per_image_average, per_image_sums
 from segfuse.cli.io_masks import MaskPair, Pairing, Palette, pair_masks
 from segfuse.cli.io_report import ReportRows, metrics_document, metrics_json, write_report
 
@@ -66,14 +67,14 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "eval",
         help="score a folder of predicted masks against the ground truth",
-        description="Score predicted label masks against the ground truth (paired by file stem) and write a "
+        description="Score predicted label masks against the ground truth (paired by file stem) and write a\n"
         "report: per-class IoU, Dice, F-beta, precision, recall, confusion matrix, per-image scores, plots.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     data = parser.add_argument_group("data")
-    data.add_argument("--gt", type=Path, help="ground-truth masks (PNG or .npy); default: the bundled sample")
-    data.add_argument("--pred", type=Path, help="predicted masks, paired with --gt by file stem")
+    data.add_argument("--gt", type=Path, metavar="DIR", help="ground-truth masks (PNG or .npy); default: the bundled sample")
+    data.add_argument("--pred", type=Path, metavar="DIR", help="predicted masks, paired with --gt by file stem")
     data.add_argument("--dataset", metavar="NAME|FILE",
                       help="preset: class names, ignore index, label mapping, palette and file patterns of "
                       "cityscapes, ade20k, voc, coco-stuff, pascal-context, or a preset file (TOML)")
@@ -82,9 +83,9 @@ def add_parser(subparsers) -> None:
     data.add_argument("--pred-suffix", nargs="+", metavar="SUFFIX", help="prediction file names end with this")
     data.add_argument("--skip-missing", action="store_true", help="skip unpaired files (counted in the report)")
     labels = parser.add_argument_group("labels")
-    labels.add_argument("--num-classes", type=int, help="C; from --class-names / --dataset, else inferred from the data")
+    labels.add_argument("--num-classes", type=int, metavar="C", help="C; from --class-names / --dataset, else inferred from the data")
     labels.add_argument("--class-names", metavar="FILE|a,b,c", help="a file with one name per line, or a,b,c")
-    labels.add_argument("--ignore-index", type=_ignore_index, default=None,
+    labels.add_argument("--ignore-index", type=_ignore_index, default=None, metavar="I",
                         help="ground-truth label to skip (default 255, or the preset's; 'none')")
     labels.add_argument("--reduce-zero-label", action="store_true",
                         help="mmseg: ground truth 0 -> ignored, others - 1 (ADE20K)")
@@ -94,14 +95,14 @@ def add_parser(subparsers) -> None:
     labels.add_argument("--palette", metavar="NAME|FILE",
                         help="decode RGB colour masks with a preset's palette (e.g. voc, cityscapes) or a preset file")
     scoring = parser.add_argument_group("scores")
-    scoring.add_argument("--beta", type=float, default=1.0, help="F-beta's beta (default 1: the column is Dice)")
+    scoring.add_argument("--beta", type=float, default=1.0, metavar="B", help="F-beta's beta (default 1: the column is Dice)")
     scoring.add_argument("--per-image", action="store_true", help="average per-image scores instead of dataset counts")
     output = parser.add_argument_group("output")
-    output.add_argument("--out", type=Path, help=f"report folder (default ./{DEFAULT_OUT}; with --json only when given)")
+    output.add_argument("--out", type=Path, metavar="DIR", help=f"report folder (default ./{DEFAULT_OUT}; with --json only when given)")
     output.add_argument("--json", action="store_true", help="print metrics.json to stdout instead of the table")
     output.add_argument("--plots", action=argparse.BooleanOptionalAction, default=None,
                         help="draw per_class_iou.png and confusion_matrix.png (default: when stdout is a terminal)")
-    output.add_argument("--workers", type=int,
+    output.add_argument("--workers", type=int, metavar="K",
                         help="reader processes; 0 reads in this process (default: as many as pay off, at most the cores)")
     parser.set_defaults(run=run)
 
@@ -290,12 +291,12 @@ def _distributed() -> bool:
 def _read_all(pairing: Pairing, settings: Settings, args) -> list[JointCounts]:
     """Every pair's joint histogram; under torchrun each process reads its shard and all gather."""
     if not _distributed():
-        workers = args.workers if args.workers is not None else default_workers(pairing.pairs)
+        workers = args.workers if args.workers is not None else default_workers(pairs=pairing.pairs)
         return read_pairs(pairing.pairs, settings.options, workers, progress=not args.json)
     from segfuse.cli.eval_distributed import first_error, gather_objects, shard, world_size
 
     shard_pairs = shard(pairing.pairs)
-    workers = args.workers if args.workers is not None else default_workers(shard_pairs, world_size())
+    workers = args.workers if args.workers is not None else default_workers(world_size(), shard_pairs)
     try:
         joints, message = read_pairs(shard_pairs, settings.options, workers, progress=not args.json), None
     except InputError as error:
@@ -321,7 +322,8 @@ def _mapped(joints: list[JointCounts], pairing: Pairing, settings: Settings) -> 
         size = infer_num_classes(joints, settings.options)
         settings.notes.append(f"--num-classes not given: inferred {size} from the data (largest label {size - 1})")
     by_stem = {pair.stem: pair for pair in pairing.pairs}
-    return [map_counts(joint, settings.options, by_stem[joint.stem], size) for joint in joints], size
+    lookups = Lookups.build(settings.options, size)
+    return [map_counts(joint, settings.options, by_stem[joint.stem], size, lookups) for joint in joints], size
 
 
 # ---- scores and rows -----------------------------------------------------------------------------
@@ -338,19 +340,19 @@ def _text(values: np.ndarray) -> list[list[str]]:
 def _per_image(counted: list[PairCounts], size: int, names: list[str], beta: float):
     """Per-image CSV rows, the summed per-image statistics and the dataset counts (C, C + 1); numpy in chunks."""
     header = ["image", "shape", "valid_pixels", "unpredicted_pixels", *IMAGE_MEANS, *(f"iou_{name}" for name in names)]
-    rows, sums, total = [], None, np.zeros((size, size + 1), dtype=np.int64)
+    rows, sums = [], None
     for start in range(0, len(counted), CHUNK):
         items = counted[start : start + CHUNK]
-        batch = stacked_counts(items, size)
-        total += batch.sum(0)
-        scores = eval_scores(batch, beta)
+        tp, fp, fn = per_image_overlaps(items, size)
+        scores = overlap_scores(tp, fp, fn, beta)
         part = per_image_sums(scores)
         sums = part if sums is None else sums + part
-        counts = np.stack([batch.sum(axis=(1, 2)), batch[:, :, -1].sum(1)], axis=1).tolist()
+        valid = (tp + fn).sum(1).astype(np.int64).tolist()
         means = _text(np.stack([getattr(scores, name) for name in IMAGE_MEANS], axis=1))
         ious = _text(scores.iou)
-        rows += [[item.stem, "x".join(map(str, item.shape)), *count, *mean, *iou]
-                 for item, count, mean, iou in zip(items, counts, means, ious)]
+        rows += [[item.stem, "x".join(map(str, item.shape)), count, item.unpredicted, *mean, *iou]
+                 for item, count, mean, iou in zip(items, valid, means, ious)]
+    total = stacked_counts(counted, size, total=True) if counted else np.zeros((size, size + 1), np.int64)
     return ReportRows(header, rows), sums, total
 
 

@@ -110,16 +110,36 @@ class PairCounts:
         return int(self.counts[self.cols == self.size].sum())
 
 
-def stacked_counts(items: Sequence[PairCounts], num_classes: int) -> np.ndarray:
-    """Dense (N, C, C + 1) int64 matrices of many pairs (one bincount), the last column the misses."""
+def stacked_counts(items: Sequence[PairCounts], num_classes: int, total: bool = False) -> np.ndarray:
+    """Dense (N, C, C + 1) int64 matrices of many pairs (one bincount), the last column the misses.
+
+    ``total=True`` sums them: the dataset's (C, C + 1) counts.
+    """
     cells = num_classes * (num_classes + 1)
-    codes = [index * cells + item.rows.astype(np.intp) * (num_classes + 1)
+    codes = [(0 if total else index) * cells + item.rows.astype(np.intp) * (num_classes + 1)
              + np.where(item.cols == item.size, num_classes, item.cols) for index, item in enumerate(items)]
     weights = [item.counts for item in items]
     if not codes:
         return np.zeros((0, num_classes, num_classes + 1), dtype=np.int64)
-    flat = np.bincount(np.concatenate(codes), weights=np.concatenate(weights), minlength=len(items) * cells)
-    return flat.astype(np.int64).reshape(len(items), num_classes, num_classes + 1)  # float64 is exact below 2**53
+    count = 1 if total else len(items)
+    flat = np.bincount(np.concatenate(codes), weights=np.concatenate(weights), minlength=count * cells)
+    stacked = flat.astype(np.int64).reshape(count, num_classes, num_classes + 1)  # float64 is exact below 2**53
+    return stacked[0] if total else stacked
+
+
+def per_image_overlaps(items: Sequence[PairCounts], num_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """TP, FP, FN (N, C) float64 of many pairs straight from their sparse counts (misses are FN)."""
+    size, images = num_classes, len(items)
+    index = np.repeat(np.arange(images), [len(item.rows) for item in items])
+    rows = np.concatenate([item.rows for item in items]).astype(np.intp) if items else np.zeros(0, np.intp)
+    cols = np.concatenate([np.where(item.cols == item.size, size, item.cols) for item in items]) if items else rows
+    counts = np.concatenate([item.counts for item in items]).astype(np.float64) if items else np.zeros(0)
+    flat_rows, predicted, diagonal = index * size + rows, cols < size, rows == cols
+    support = np.bincount(flat_rows, weights=counts, minlength=images * size)
+    tp = np.bincount(flat_rows[diagonal], weights=counts[diagonal], minlength=images * size)
+    columns = np.bincount((index * size + cols)[predicted], weights=counts[predicted], minlength=images * size)
+    shape = (images, size)
+    return tp.reshape(shape), (columns - tp).reshape(shape), (support - tp).reshape(shape)
 
 
 # ---- one pair --------------------------------------------------------------------------
@@ -184,20 +204,51 @@ def _describe(values: np.ndarray) -> str:
     return f"[{shown}{', ...' if len(values) > 5 else ''}]"
 
 
+class Lookup:
+    """A label mapping as a 256-entry lookup table for 8-bit values (the mapping itself beyond)."""
+
+    def __init__(self, mapping: LabelMapping) -> None:
+        self.mapping = mapping
+        self.table = mapping.classes(np.arange(256))
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        if values.size and 0 <= values.min() and values.max() < 256:
+            return self.table[values]
+        return self.mapping.classes(values)
+
+
+@dataclass(frozen=True)
+class Lookups:
+    """The lookups of one class count: ground truth, predictions, colour-decoded masks."""
+
+    gt: Lookup
+    pred: Lookup
+    decoded: Lookup
+
+    @classmethod
+    def build(cls, options: CountOptions, num_classes: int | None) -> "Lookups":
+        return cls(Lookup(options.gt_mapping(num_classes)), Lookup(options.pred_mapping(num_classes)),
+                   Lookup(options.decoded_mapping(num_classes)))
+
+
 def map_counts(joint: JointCounts, options: CountOptions, pair: MaskPair | None = None,
-               num_classes: int | None = None) -> PairCounts:
-    """Apply the label mappings to a pair's histogram; values the data may not hold raise InputError."""
+               num_classes: int | None = None, lookups: Lookups | None = None) -> PairCounts:
+    """Apply the label mappings to a pair's histogram; values the data may not hold raise InputError.
+
+    ``lookups`` (``Lookups.build(options, num_classes)``) saves rebuilding the tables per pair.
+    """
     size = num_classes if num_classes is not None else options.num_classes
-    gt_map = options.decoded_mapping(size) if joint.gt_decoded else options.gt_mapping(size)
-    pred_map = options.decoded_mapping(size) if joint.pred_decoded else options.pred_mapping(size)
-    rows, cols = gt_map.classes(joint.gt_values), pred_map.classes(joint.pred_values)
+    lookups = lookups or Lookups.build(options, size)
+    gt_map = lookups.decoded if joint.gt_decoded else lookups.gt
+    pred_map = lookups.decoded if joint.pred_decoded else lookups.pred
+    rows, cols = gt_map(joint.gt_values), pred_map(joint.pred_values)
     expected = f"expected labels in [0, {size})" + (
         f" or the ignore index {options.ignore_index}" if options.ignore_index is not None else "")
     source = f"C = {size} from {options.classes_from}"
     if (rows == INVALID).any():
         path = pair.gt if pair else joint.stem
         bad = np.unique(joint.gt_values[rows == INVALID])
-        raise InputError(f"{path}: holds labels {_describe(bad)}; {expected} ({source}, mapping: {gt_map.describe()})")
+        raise InputError(f"{path}: holds labels {_describe(bad)}; {expected} ({source}, mapping: {gt_map.mapping.describe()})")
     valid = rows != IGNORED
     if (valid & (cols == INVALID)).any():
         path = pair.pred if pair else joint.stem
@@ -211,10 +262,10 @@ def map_counts(joint: JointCounts, options: CountOptions, pair: MaskPair | None 
 
 def infer_num_classes(joints: Sequence[JointCounts], options: CountOptions) -> int:
     """Largest class in the truth or in the predictions at non-ignored pixels, + 1 (never the ignore value)."""
-    largest = 0
+    largest, lookups = 0, Lookups.build(options, None)
     for joint in joints:
-        rows = (options.decoded_mapping(None) if joint.gt_decoded else options.gt_mapping(None)).classes(joint.gt_values)
-        cols = (options.decoded_mapping(None) if joint.pred_decoded else options.pred_mapping(None)).classes(joint.pred_values)
+        rows = (lookups.decoded if joint.gt_decoded else lookups.gt)(joint.gt_values)
+        cols = (lookups.decoded if joint.pred_decoded else lookups.pred)(joint.pred_values)
         valid = rows >= 0
         largest = max(largest, int(rows[valid].max(initial=0)), int(cols[valid & (cols >= 0)].max(initial=0)))
     return largest + 1
@@ -230,7 +281,7 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def default_workers(pairs: Sequence[MaskPair] = (), world_size: int = 1) -> int:
+def default_workers(world_size: int = 1, pairs: Sequence[MaskPair] = ()) -> int:
     """Reader processes that pay off: one per 4 MB of PNG to read, at most the usable cores.
 
     0 means: read in this process (small sets, where starting processes costs more than it saves).
@@ -290,7 +341,7 @@ def _progress(enabled: bool):
 def read_pairs(pairs: Sequence[MaskPair], options: CountOptions, workers: int | None = None,
                progress: bool = True) -> list[JointCounts]:
     """Joint histograms of every pair, in order, read by ``workers`` processes (0: in this process)."""
-    workers = default_workers(pairs) if workers is None else workers
+    workers = default_workers(pairs=pairs) if workers is None else workers
     jobs = [(pair, options) for pair in pairs]
     joints: list[JointCounts] = []
     with _progress(progress) as bar:
@@ -306,4 +357,5 @@ def count_pairs(pairs: Sequence[MaskPair], options: CountOptions, workers: int |
     """Mapped counts of every pair, in order; C is inferred from the data when the options lack it."""
     joints = read_pairs(pairs, options, workers, progress)
     size = options.num_classes or infer_num_classes(joints, options)
-    return [map_counts(joint, options, pair, size) for joint, pair in zip(joints, pairs)]
+    lookups = Lookups.build(options, size)
+    return [map_counts(joint, options, pair, size, lookups) for joint, pair in zip(joints, pairs)]

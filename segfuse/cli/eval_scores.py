@@ -28,7 +28,8 @@ class EvalScores:
     """The fields of ``segfuse.metrics.SemanticScores`` as numpy arrays, plus the misses.
 
     ``confusion_matrix`` is (C, C) without the misses; ``misses`` (C,) counts, per true
-    class, the pixels whose prediction held the ignore value.
+    class, the pixels whose prediction held the ignore value (both None for per-image
+    scores computed from TP / FP / FN alone).
     """
 
     iou: np.ndarray
@@ -89,30 +90,28 @@ def _nanmean(values: np.ndarray) -> np.ndarray:
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
-def _image_scores(counts: np.ndarray, per_class: dict) -> tuple[np.ndarray, np.ndarray]:
-    """aAcc and fwIoU (...) of counts (..., C, C + 1)."""
-    size = counts.shape[-2]
-    support = counts.sum(axis=-1).astype(np.float64)
+def _image_scores(tp: np.ndarray, fn: np.ndarray, per_class: dict) -> tuple[np.ndarray, np.ndarray]:
+    """aAcc and fwIoU (...) from TP and FN (..., C) (support = TP + FN, misses included)."""
+    support = tp + fn
     total = support.sum(-1)
-    correct = np.diagonal(counts[..., :size], axis1=-2, axis2=-1).sum(-1).astype(np.float64)
     weighted = np.where(support > 0, support * per_class["iou"], 0.0).sum(-1)
-    return _ratio(correct, total, total > 0, np.nan), _ratio(weighted, total, total > 0, np.nan)
+    return _ratio(tp.sum(-1), total, total > 0, np.nan), _ratio(weighted, total, total > 0, np.nan)
 
 
-def _assemble(per_class: dict, acc, fwiou, counts: np.ndarray, beta: float, names) -> EvalScores:
+def overlap_scores(tp, fp, fn, beta: float = 1.0, class_names=None, confusion=None, misses=None) -> EvalScores:
+    """Scores from TP, FP, FN (..., C) float64; ``confusion`` / ``misses`` are carried along (or None)."""
+    per_class = class_scores(tp, fp, fn, beta=beta)
+    acc, fwiou = _image_scores(tp, fn, per_class)
     means = {MEAN_NAMES[name]: _nanmean(per_class[name]) for name in CLASS_SCORES}
-    size = counts.shape[-2]
-    return EvalScores(**per_class, **means, acc=acc, macc=means["mrecall"], fwiou=fwiou,
-                      confusion_matrix=counts[..., :size], misses=counts[..., size], beta=beta,
-                      class_names=list(names) if names else None)
+    return EvalScores(**per_class, **means, acc=acc, macc=means["mrecall"], fwiou=fwiou, confusion_matrix=confusion,
+                      misses=misses, beta=beta, class_names=list(class_names) if class_names else None)
 
 
 def eval_scores(counts: np.ndarray, beta: float = 1.0, class_names=None) -> EvalScores:
     """Scores of counts (..., C, C + 1); a batch (N, C, C + 1) gives per-image scores (N, C)."""
     counts = np.asarray(counts, dtype=np.int64)
-    per_class = class_scores(*overlap_counts(counts), beta=beta)
-    acc, fwiou = _image_scores(counts, per_class)
-    return _assemble(per_class, acc, fwiou, counts, beta, class_names)
+    size = counts.shape[-2]
+    return overlap_scores(*overlap_counts(counts), beta, class_names, counts[..., :size], counts[..., size])
 
 
 @dataclass
@@ -144,4 +143,9 @@ def per_image_average(sums: PerImageSums, counts: np.ndarray, beta: float = 1.0,
         averaged = np.where(sums.class_counts > 0, sums.class_sums / np.maximum(sums.class_counts, 1), np.nan)
         images = sums.image_sums / sums.image_counts[0] if sums.image_counts[0] > 0 else np.full(2, np.nan)
     per_class = dict(zip(CLASS_SCORES, averaged))
-    return _assemble(per_class, np.float64(images[0]), np.float64(images[1]), np.asarray(counts, np.int64), beta, class_names)
+    means = {MEAN_NAMES[name]: _nanmean(per_class[name]) for name in CLASS_SCORES}
+    counts = np.asarray(counts, np.int64)
+    size = counts.shape[-2]
+    return EvalScores(**per_class, **means, acc=np.float64(images[0]), macc=means["mrecall"], fwiou=np.float64(images[1]),
+                      confusion_matrix=counts[:, :size], misses=counts[:, size], beta=beta,
+                      class_names=list(class_names) if class_names else None)

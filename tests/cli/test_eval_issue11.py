@@ -150,7 +150,7 @@ def test_out_that_cannot_be_written_fails_before_reading(tmp_path, capsys, monke
 def test_workers_0_reads_in_process_and_small_sets_start_no_process(tmp_path, capsys, monkeypatch):
     gt_dir, pred_dir, _, _ = make_folders(tmp_path)
     pairs = io_masks.pair_masks(gt_dir, pred_dir).pairs
-    assert eval_pairs.default_workers(pairs) == 0  # a few kB of masks: processes would cost more than they save
+    assert eval_pairs.default_workers(pairs=pairs) == 0  # a few kB of masks: processes would cost more than they save
 
     def no_pool(*args, **kwargs):
         raise AssertionError("a worker process was started")
@@ -164,7 +164,7 @@ def test_default_workers_never_exceed_the_cores(tmp_path, monkeypatch):
     monkeypatch.setattr(eval_pairs, "usable_cores", lambda: 2)
     monkeypatch.setattr(eval_pairs, "BYTES_PER_WORKER", 1)
     gt_dir, pred_dir, _, _ = make_folders(tmp_path, count=8)
-    assert eval_pairs.default_workers(io_masks.pair_masks(gt_dir, pred_dir).pairs) == 2
+    assert eval_pairs.default_workers(pairs=io_masks.pair_masks(gt_dir, pred_dir).pairs) == 2
 
 
 def test_npy_masks_with_a_singleton_channel_are_accepted(tmp_path, capsys):
