@@ -5,10 +5,11 @@ Convention:
     from the longest class name, the font shrinks from 10 to 6 pt as classes grow. An
     undefined IoU (class absent from truth and prediction) has no bar and reads "n/a"; it
     is never drawn as 0. The mIoU line is named in the title, not in a legend over the
-    bars. The confusion matrix divides each truth row by its pixels (rows sum to 1,
-    misses included in a "no prediction" column when there are any); rows without pixels
-    are grey ("n/a"); cells carry their value up to 25 classes. Figures are drawn on their
-    own canvas (no pyplot state) and saved with light PNG compression.
+    bars; bars carry their value up to 60 classes. The confusion matrix divides each truth
+    row by its pixels (rows sum to 1, misses included in a "no prediction" column when
+    there are any); rows without pixels are grey ("n/a"); cells carry their value up to 25
+    classes. Figures are drawn on their own canvas (no pyplot state) and saved with light
+    PNG compression.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import numpy as np
 
 DPI = 100
 NUMBERS_UP_TO = 25  # classes up to which the confusion-matrix cells show their values
+VALUES_UP_TO = 60  # classes up to which the IoU bars carry their value
 
 
 def _font_size(count: int) -> float:
@@ -67,7 +69,9 @@ def per_class_figure(names: Sequence[str], iou: Sequence[float], miou: float, pa
     positions = np.arange(count)
     axes.barh(positions[defined], values[defined], color=[c for c, d in zip(_bar_colors(count, palette), defined) if d],
               edgecolor="#333333", linewidth=0.3)
-    for position, value in zip(positions, values):
+    for position, value in zip(positions, values):  # values on the bars up to 60 classes (the CSV has them all)
+        if not np.isnan(value) and count > VALUES_UP_TO:
+            continue
         if np.isnan(value):
             axes.text(0.01, position, "n/a", va="center", fontsize=font * 0.8, color="#666666", style="italic")
         elif value > 0.85:  # inside the bar's end
