@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -107,11 +108,18 @@ def generate(folder: Path, shapes: list[tuple[int, int]], classes: int, cell: in
         Image.fromarray(pred, mode="L").save(folder / "pred" / f"{i:05d}.png")
 
 
-def run_process(command: list[str]) -> float:
+def children_cpu() -> float:
+    """User + system CPU seconds of the reaped child processes (and, through them, their workers)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_process(command: list[str]) -> tuple[float, float]:
+    """Wall and CPU seconds of a command run as a process."""
     env = dict(os.environ, PYTHONPATH=str(REPO))
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), children_cpu()
     subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, children_cpu() - start_cpu
 
 
 def eval_command(folder: Path, classes: int, *extra: str) -> list[str]:
@@ -136,24 +144,27 @@ def count_baseline(folder: Path, classes: int, script: Path) -> None:
         sum(pool.imap(eval_baseline.count, jobs, chunksize=max(1, len(jobs) // 16)))
 
 
-def in_fresh_process(function: str, folder: Path, classes: int, script: Path) -> float:
-    """Seconds of one counting call, timed inside a fresh process (imports not counted)."""
+def in_fresh_process(function: str, folder: Path, classes: int, script: Path) -> tuple[float, float]:
+    """Wall and CPU seconds of one counting call, timed inside a fresh process (imports not counted)."""
     code = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(REPO)!r}); sys.path.insert(0, {str(REPO / 'benchmarks')!r})
         sys.path.insert(0, {str(script.parent)!r})
         from pathlib import Path
         import multiprocessing, bench_eval, eval_baseline, segfuse.cli.eval_pairs, segfuse.cli.io_masks  # not timed
-        start = time.perf_counter()
+        def cpu():
+            return time.process_time() + bench_eval.children_cpu()
+        start, start_cpu = time.perf_counter(), cpu()
         bench_eval.{function}(Path({str(folder)!r}), {classes}{f", Path({str(script)!r})" if function == "count_baseline" else ""})
-        print(time.perf_counter() - start)
+        print(time.perf_counter() - start, cpu() - start_cpu)
     """)
     env = dict(os.environ, PYTHONPATH=str(REPO))
     finished = subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True)
-    return float(finished.stdout.strip().splitlines()[-1])
+    wall, cpu = finished.stdout.strip().splitlines()[-1].split()
+    return float(wall), float(cpu)
 
 
-def measure(folder: Path, classes: int, script: Path, rounds: int) -> dict[str, list[float]]:
+def measure(folder: Path, classes: int, script: Path, rounds: int) -> dict[str, list[tuple[float, float]]]:
     methods = {
         "baseline: pyspng + one np.bincount per pair, Pool(2), as a process":
             lambda: run_process([sys.executable, str(script), str(folder / "gt"), str(folder / "pred"), str(classes)]),
@@ -163,7 +174,7 @@ def measure(folder: Path, classes: int, script: Path, rounds: int) -> dict[str, 
         "counting alone: segfuse read_pairs (default workers), in process":
             lambda: in_fresh_process("count_segfuse", folder, classes, script),
     }
-    times: dict[str, list[float]] = {name: [] for name in methods}
+    times: dict[str, list[tuple[float, float]]] = {name: [] for name in methods}
     for name, method in methods.items():  # warm-up: file cache, .pyc
         method()
     for _ in range(rounds):
@@ -182,14 +193,16 @@ def versions() -> str:
             f"pyspng {pyspng.__version__}, segfuse {segfuse.__version__}")
 
 
-def table(title: str, times: dict[str, list[float]], pairs: int) -> list[str]:
+def table(title: str, times: dict[str, list[tuple[float, float]]], pairs: int) -> list[str]:
     names = list(times)
-    baseline_eval, baseline_count = statistics.median(times[names[0]]), statistics.median(times[names[3]])
-    lines = [f"**{title}**", "", "| method | median s | pairs / s | time vs baseline |", "|---|---:|---:|---:|"]
+    walls = {name: statistics.median(wall for wall, _ in times[name]) for name in names}
+    cpus = {name: statistics.median(cpu for _, cpu in times[name]) for name in names}
+    lines = [f"**{title}**", "", "| method | median wall s | pairs / s | wall vs baseline | median CPU s | CPU vs baseline |",
+             "|---|---:|---:|---:|---:|---:|"]
     for index, name in enumerate(names):
-        median = statistics.median(times[name])
-        reference = baseline_eval if index < 3 else baseline_count
-        lines.append(f"| {name} | {median:.3f} | {pairs / median:.0f} | **{median / reference:.2f}x** |")
+        reference = names[0] if index < 3 else names[3]
+        lines.append(f"| {name} | {walls[name]:.3f} | {pairs / walls[name]:.0f} | **{walls[name] / walls[reference]:.2f}x** | "
+                     f"{cpus[name]:.3f} | {cpus[name] / cpus[reference]:.2f}x |")
     return lines + [""]
 
 
@@ -220,7 +233,9 @@ def main() -> None:
     load_after = os.getloadavg()
     header = [
         f"Machine: {platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores, no GPU. {versions()}.",
-        f"Median of {args.rounds} rounds (methods take turns each round, after one warm-up round). "
+        f"Median of {args.rounds} rounds (methods take turns each round, after one warm-up round). CPU is user + "
+        "system time of every process of the method (workers included): it hardly depends on the machine's load, "
+        "wall time does. "
         f"Load average (1, 5, 15 min) {load_before[0]:.1f} / {load_before[1]:.1f} / {load_before[2]:.1f} before, "
         f"{load_after[0]:.1f} / {load_after[1]:.1f} / {load_after[2]:.1f} after.",
         "",
