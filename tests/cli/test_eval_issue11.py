@@ -211,3 +211,38 @@ with contextlib.redirect_stdout(io.StringIO()):
 print(code, "torch" in sys.modules, "matplotlib" in sys.modules)
 """
     assert _fresh_python(code).split() == ["0", "False", "False"]
+
+
+class _Terminal:
+    """A stdout stand-in that says it is a terminal."""
+
+    def __init__(self):
+        import io
+
+        self.buffer = io.StringIO()
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        return self.buffer.write(text)
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize("columns", [40, 200])
+def test_tables_in_a_terminal_are_drawn_when_they_fit_and_plain_when_narrow(monkeypatch, columns):
+    import shutil
+
+    from segfuse.cli.eval_scores import eval_scores
+    from segfuse.cli.eval_table import print_scores
+
+    monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback=None: os.terminal_size((columns, 24)))
+    counts = np.array([[5, 1, 0], [2, 7, 1]])
+    scores = eval_scores(counts, class_names=["a_class_with_a_long_name", "b"])
+    terminal = _Terminal()
+    print_scores(scores, stream=terminal)
+    text = terminal.buffer.getvalue()
+    assert "a_class_with_a_long_name" in text and "…" not in text
+    assert ("┃" in text) == (columns == 200)  # rich's box when it fits, plain rows otherwise
