@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
@@ -310,8 +312,19 @@ def _results(jobs: list, workers: int) -> Iterable[JointCounts]:
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     workers = min(workers, len(jobs))
     chunksize = max(1, min(16, len(jobs) // (workers * 8)))
-    with multiprocessing.get_context(method).Pool(workers, initializer=ignore_interrupts) as pool:
+    with _workers_ignoring_interrupts(multiprocessing.get_context(method), workers) as pool:
         yield from pool.imap(_count_job, jobs, chunksize=chunksize)
+
+
+def _workers_ignoring_interrupts(context, workers: int):
+    """A pool whose workers ignore SIGINT from birth (forked while it is ignored, and by their initializer)."""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if in_main_thread else None
+    try:
+        return context.Pool(workers, initializer=ignore_interrupts)
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGINT, previous)
 
 
 class _NoProgress:
