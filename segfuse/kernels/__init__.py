@@ -4,6 +4,16 @@ CUDA tensors take the kernels when Triton is importable; everything else, and ev
 call while ``SEGFUSE_DISABLE_KERNELS=1`` is set, takes the torch path in
 :mod:`segfuse._stats`. The torch path is the reference the kernels are tested against.
 
+Entry points, each with its ``*_available`` check:
+
+* :func:`fused_multiclass_terms` / :func:`fused_binary_terms`: per-class statistics and
+  CE / BCE / focal sums with autograd (the twins of the torch path's terms);
+* :func:`fused_multiclass_loss` / :func:`fused_binary_loss`: a whole loss (overlap term
+  of an :class:`OverlapTerm`, CE / BCE, focal, weighted) as one 0-d tensor: the class
+  reduction and the combination run in the kernels' finish step, so forward + backward
+  is three launches and no small torch ops;
+* :func:`fused_confusion_matrix`: exact counts from scores or a class map.
+
 ``SEGFUSE_FORCE_KERNELS=1`` together with ``TRITON_INTERPRET=1`` sends CPU tensors
 through the kernels too (Triton's interpreter), so that CI without a GPU runs the whole
 loss pipeline through them.
@@ -94,6 +104,110 @@ def fused_multiclass_terms(
         focal_sum=focal if wanted_focal is not None else None,
         count=count,
     )
+
+
+class OverlapTerm(NamedTuple):
+    """The overlap loss of :func:`segfuse.losses.overlap.overlap_loss_from_statistics` with
+    ``reduction="mean"``: per class score = (w_tp tp + s) / (w_tp tp + a fp + b fn + s)
+    (1 where the denominator is 0), loss (1 - score) or -log(score), raised to ``gamma``,
+    then sum_c w_c m_c l_c / sum_c w_c m_c over kept classes (and images with
+    ``per_image``), 0 when nothing is kept. Dice: (2, 1, 1); F-beta: (1 + b^2, 1, b^2);
+    Tversky: (1, alpha, beta); Jaccard: (1, 1, 1)."""
+
+    tp_weight: float
+    fp_weight: float
+    fn_weight: float
+    smooth: float = 1e-5
+    gamma: float = 1.0
+    log_loss: bool = False
+    include_background: bool = True
+    skip_absent: bool = False
+    class_weights: Optional[object] = None
+
+
+def _overlap_args(overlap: Optional[OverlapTerm], like: Tensor) -> tuple:
+    """(class weight tensor or None, has_overlap, the custom op's overlap scalars)."""
+    if overlap is None:
+        return None, False, (1.0, 1.0, 1.0, 0.0, 1.0, False, True, False)
+    weights = None
+    if overlap.class_weights is not None:
+        weights = torch.as_tensor(overlap.class_weights, dtype=torch.float32, device=like.device).reshape(-1)
+        if weights.numel() != like.shape[1]:
+            raise ValueError(f"class_weights must have {like.shape[1]} entries (one per class), got {weights.numel()}")
+    return weights, True, (float(overlap.tp_weight), float(overlap.fp_weight), float(overlap.fn_weight),
+                           float(overlap.smooth), float(overlap.gamma), bool(overlap.log_loss),
+                           bool(overlap.include_background), bool(overlap.skip_absent))
+
+
+def fused_multiclass_loss(
+    logits: Tensor,
+    labels: Tensor,
+    *,
+    ignore_index: Optional[int] = None,
+    per_image: bool = False,
+    overlap: Optional[OverlapTerm] = None,
+    overlap_weight: float = 1.0,
+    ce_weight: float = 0.0,
+    ce_class_weights: Optional[Tensor] = None,
+    focal_weight: float = 0.0,
+    focal_gamma: float = 2.0,
+    focal_alpha: Optional[Tensor] = None,
+) -> Tensor:
+    """overlap_weight * overlap + ce_weight * CE + focal_weight * focal, a float32 0-d tensor.
+
+    Softmax over logits (N, C, *S) against a class map (N, *S); serves when
+    :func:`fused_multiclass_available` is True. CE is torch's weighted mean
+    (sum w_y (-log p_y) / sum w_y over valid pixels, ``ce_class_weights`` (C,) or None),
+    focal the mean of -alpha_y (1 - p_y)^gamma log p_y over valid pixels; each mean is 0
+    when nothing is valid. Terms with weight 0 are not computed. Values and gradients
+    equal the torch path's (segfuse.losses), to float32 rounding.
+    """
+    from segfuse.kernels import _launch, multiclass  # noqa: F401  (registers the custom ops)
+
+    if labels.dtype not in LABEL_DTYPES:
+        raise TypeError(f"labels must have an integer dtype, got {labels.dtype}")
+    weights, has_overlap, scalars = _overlap_args(overlap, logits)
+    loss, _, _ = torch.ops.segfuse.multiclass_loss(
+        logits, labels, weights, None if ce_class_weights is None else ce_class_weights.float(),
+        None if focal_alpha is None else focal_alpha.float(), _launch.kernel_ignore_index(ignore_index, labels.dtype),
+        per_image, has_overlap, *scalars, float(overlap_weight) if has_overlap else 0.0, float(ce_weight),
+        float(focal_weight), float(focal_gamma) if focal_weight else None)
+    return loss
+
+
+def fused_binary_loss(
+    logits: Tensor,
+    target: Tensor,
+    *,
+    ignore_index: Optional[int] = None,
+    per_image: bool = False,
+    overlap: Optional[OverlapTerm] = None,
+    overlap_weight: float = 1.0,
+    bce_weight: float = 0.0,
+    focal_weight: float = 0.0,
+    focal_gamma: float = 2.0,
+    focal_alpha: Optional[float] = None,
+) -> Tensor:
+    """overlap_weight * overlap + bce_weight * BCE + focal_weight * focal, a float32 0-d tensor.
+
+    Sigmoid over logits (N, C, *S) against a dense target of the same shape; serves when
+    :func:`fused_binary_available` is True. BCE and focal are means over valid entries
+    (0 when none), as :func:`fused_binary_terms` sums them; the overlap term reduces the
+    (C,) or (N, C) statistics as :class:`OverlapTerm` says (binary mode: pass
+    ``include_background=True``).
+    """
+    from segfuse.kernels import _launch, sigmoid  # noqa: F401  (registers the custom ops)
+
+    if target.shape != logits.shape:
+        raise ValueError(f"target must have the logits' shape {tuple(logits.shape)}, got {tuple(target.shape)}")
+    weights, has_overlap, scalars = _overlap_args(overlap, logits)
+    ignore = _launch.kernel_ignore_index(ignore_index, target.dtype)
+    loss, _, _ = torch.ops.segfuse.sigmoid_loss(
+        logits, target, weights, None if ignore is None else float(ignore), per_image, has_overlap, *scalars,
+        float(overlap_weight) if has_overlap else 0.0, float(bce_weight), float(focal_weight),
+        float(focal_gamma) if focal_weight else None,
+        None if focal_alpha is None or not focal_weight else float(focal_alpha))
+    return loss
 
 
 def fused_binary_available(logits: Tensor, target: Optional[Tensor] = None, *, squared: bool = False,
