@@ -24,7 +24,7 @@ def test_split_ignores_the_gpu(monkeypatch):
     models. Now nothing about the device is consulted."""
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     monkeypatch.setattr(torch.cuda, "get_device_properties", lambda *a: pytest.fail("the split read the device"))
-    assert _launch.split_work(32768, 16) == _launch.WorkSplit(128, 16, 2048)
+    assert _launch.split_work(2048, 16) == _launch.WorkSplit(128, 16, 2048)  # 16 x 512 x 512 at 128 px
 
 
 @pytest.mark.parametrize("make, stride_s, copied", [
