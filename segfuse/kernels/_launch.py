@@ -236,8 +236,8 @@ def device_guard(device: torch.device):
     return contextlib.nullcontext()
 
 
-# name -> the last compiled kernel of that name (CUDA only): registers, spills and shared
-# memory for benchmarks/device_check.py.
+# name -> the last compiled kernel launched under that name (None under the interpreter):
+# registers, spills and shared memory for benchmarks/device_check.py.
 COMPILED: dict = {}
 _LAUNCH_HOOK = None
 
@@ -252,8 +252,7 @@ def launch(kernel, grid, *args, **kwargs):
     if _LAUNCH_HOOK is not None:
         return _LAUNCH_HOOK(kernel, grid, args, kwargs)
     compiled = kernel[grid](*args, **kwargs)
-    if compiled is not None and hasattr(compiled, "metadata"):
-        COMPILED[kernel_name(kernel)] = compiled
+    COMPILED[kernel_name(kernel)] = compiled if hasattr(compiled, "metadata") else None
     return compiled
 
 

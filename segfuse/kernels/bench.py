@@ -249,7 +249,8 @@ def _eager_times(loss_fn, logits, target, repeats: int) -> dict:
     device = logits.device
     forward, backward, total = [], [], []
     cuda = device.type == "cuda"
-    for i in range(3 + repeats):
+    warmup = 3 if repeats > 2 else 1
+    for i in range(warmup + repeats):
         logits.grad = None
         if cuda:
             events = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
@@ -266,7 +267,7 @@ def _eager_times(loss_fn, logits, target, repeats: int) -> dict:
             middle = time.perf_counter()
             loss.backward()
             f, b = (middle - begin) * 1e3, (time.perf_counter() - middle) * 1e3
-        if i >= 3:
+        if i >= warmup:
             forward.append(f)
             backward.append(b)
             total.append(f + b)
@@ -276,8 +277,10 @@ def _eager_times(loss_fn, logits, target, repeats: int) -> dict:
 
 
 def bench_dice_ce(shape: Sequence[int], dtype: torch.dtype, repeats: int = 20, bandwidth: Optional[float] = None,
-                  label_dtype: torch.dtype = torch.int64, device="cuda", channels_last=False) -> list[dict]:
-    """Every implementation's DiceCE forward + backward at one shape and dtype."""
+                  label_dtype: torch.dtype = torch.int64, device="cuda", channels_last=False,
+                  only: Optional[Sequence[str]] = None) -> list[dict]:
+    """Every implementation's DiceCE forward + backward at one shape and dtype (``only``:
+    the implementations whose name starts with one of these)."""
     if torch.device(device).type == "cuda":
         require_cuda()
     shape = tuple(int(s) for s in shape)
@@ -291,6 +294,8 @@ def bench_dice_ce(shape: Sequence[int], dtype: torch.dtype, repeats: int = 20, b
             "grad_mib": logits.numel() * logits.element_size() / MIB}
     rows = []
     for name, loss_fn, context, missing in dice_ce_implementations(shape[1]):
+        if only and not any(name.startswith(prefix) for prefix in only):
+            continue
         row = dict(base, impl=name)
         if loss_fn is None:
             row["error"] = missing
