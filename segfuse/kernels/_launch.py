@@ -49,6 +49,12 @@ TILE_CONFIGS = {
     "softmax": {1: TileConfig(128, 4), 2: TileConfig(128, 4), 4: TileConfig(128, 4), 8: TileConfig(128, 4),
                 16: TileConfig(128, 4), 32: TileConfig(128, 4), 64: TileConfig(32, 4), 128: TileConfig(32, 8),
                 256: TileConfig(16, 8)},
+    # Classes contiguous in memory (channels-last): the compiler lays them across lanes;
+    # small tiles keep it free of spills.
+    "softmax_channels_last": {1: TileConfig(128, 4), 2: TileConfig(64, 4), 4: TileConfig(32, 4), 8: TileConfig(32, 4),
+                              16: TileConfig(32, 4), 32: TileConfig(32, 4), 64: TileConfig(16, 4),
+                              128: TileConfig(8, 4), 256: TileConfig(8, 8), 512: TileConfig(8, 8),
+                              1024: TileConfig(8, 8)},
     "sigmoid": {1: TileConfig(1024, 4), 2: TileConfig(512, 4), 4: TileConfig(256, 4), 8: TileConfig(128, 4),
                 16: TileConfig(64, 4)},
     "confusion": {1: TileConfig(128, 4), 2: TileConfig(128, 4), 4: TileConfig(128, 4), 8: TileConfig(128, 4),
@@ -57,6 +63,11 @@ TILE_CONFIGS = {
     "class_map": {0: TileConfig(1024, 4)},
 }
 _OVERRIDES: dict[str, TileConfig] = {}
+
+
+def softmax_family(stride_c: int, num_classes: int) -> str:
+    """The tile family of a [classes, pixels] kernel for this memory layout."""
+    return "softmax_channels_last" if stride_c == 1 and num_classes > 1 else "softmax"
 
 
 def tile_config(family: str, block_c: int) -> TileConfig:

@@ -293,7 +293,12 @@ def bench_dice_ce(shape: Sequence[int], dtype: torch.dtype, repeats: int = 20, b
             "floor_ms": floor_ms, "copy_gbps": bandwidth / 1e9,
             "grad_mib": logits.numel() * logits.element_size() / MIB}
     rows = []
-    for name, loss_fn, context, missing in dice_ce_implementations(shape[1]):
+    implementations = dice_ce_implementations(shape[1])
+    if channels_last:  # reading channels-last in place against copying it to contiguous first
+        entry = next(fn for name, fn, _, _ in implementations if name == "segfuse fused_multiclass_loss")
+        implementations.insert(2, ("segfuse fused_multiclass_loss (copy to contiguous)",
+                                   lambda x, y: entry(x.contiguous(), y), contextlib.nullcontext, ""))
+    for name, loss_fn, context, missing in implementations:
         if only and not any(name.startswith(prefix) for prefix in only):
             continue
         row = dict(base, impl=name)

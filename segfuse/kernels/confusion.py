@@ -175,10 +175,10 @@ def _plan(num_classes: int, images: int, pixels: int, family: str):
     """(BLOCK_C, config, split, use_dot) of a launch."""
     use_dot = num_classes <= DOT_MAX_CLASSES
     block_c = _launch.next_power_of_2(num_classes)
-    config = _launch.tile_config(family, block_c if family == "confusion" else 0)
+    config = _launch.tile_config(family, 0 if family == "class_map" else block_c)
     if use_dot:
         block_c = max(block_c, DOT_MIN_BLOCK)
-        block_s = config.block_s if family == "confusion" else DOT_MAP_BLOCK_S
+        block_s = DOT_MAP_BLOCK_S if family == "class_map" else config.block_s
         config = config._replace(block_s=max(block_s, DOT_MIN_BLOCK * 2))
     max_programs = DOT_MAX_PROGRAMS if use_dot and not _launch.interpreter_enabled() else None
     split = _launch.split_work(_launch.cdiv(pixels, config.block_s), images, max_programs)
@@ -197,7 +197,8 @@ def launch_confusion(pred: Tensor, target: Tensor, num_classes: int, ignore_inde
         s = target.numel() // max(n, 1)
         if pred.dtype.is_floating_point:
             scores = _launch.class_layout(pred)
-            block_c, config, split, use_dot = _plan(c, n, s, "confusion")
+            family = "confusion" if _launch.softmax_family(scores.stride_c, c) == "softmax" else "softmax_channels_last"
+            block_c, config, split, use_dot = _plan(c, n, s, family)
             args = (scores.tensor, truth.tensor)
             strides = (s, scores.stride_n, scores.stride_c, scores.stride_s, truth.stride_n, truth.stride_s)
             kernel, extra = _confusion_scores_kernel, dict(INT64=_launch.needs_int64(scores.span))

@@ -386,7 +386,7 @@ class _Layout:
         self.n, self.c = logits.shape[:2]
         self.s = logits.numel() // max(self.n * self.c, 1)
         self.block_c = _launch.next_power_of_2(self.c)
-        self.config = _launch.tile_config("softmax", self.block_c)
+        self.config = _launch.tile_config(_launch.softmax_family(self.x.stride_c, self.c), self.block_c)
         self.split = _launch.split_work(_launch.cdiv(self.s, self.config.block_s), self.n)
         self.int64 = _launch.needs_int64(self.x.span, 1 + max(self.s - 1, 0) * abs(self.y.stride_s))
 

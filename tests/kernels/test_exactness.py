@@ -152,3 +152,30 @@ def test_fused_binary_loss_matches_float64_torch_path(ignore_index, per_image, i
     target = X.random_binary_target((2, 3, 8, 9), torch.uint8, "cpu", seed=31, ignore_index=ignore_index)
     X.check_fused_binary_loss(logits, target, ignore_index=ignore_index, per_image=per_image,
                               include_background=include_background)
+
+
+@pytest.mark.parametrize("num_classes", [21, 300])
+def test_confusion_from_channels_last_scores(num_classes):
+    scores = X.random_logits((2, num_classes, 7, 9), torch.float32, "cpu", seed=32, channels_last=True).detach()
+    assert _launch.class_layout(scores).tensor is scores
+    labels = X.random_labels((2, 7, 9), num_classes, torch.int64, "cpu", seed=33, ignore_index=255, background=0.9)
+    X.check_confusion(scores, labels, num_classes, 255)
+
+
+def test_fused_losses_trace_under_torch_compile():
+    """The custom ops' fake kernels and autograd registration: fullgraph, no graph break."""
+    logits = X.random_logits((2, 5, 6, 7), torch.float32, "cpu", seed=34)
+    labels = X.random_labels((2, 6, 7), 5, torch.int64, "cpu", seed=35, ignore_index=255)
+    target = X.random_binary_target((2, 5, 6, 7), torch.uint8, "cpu", seed=36)
+    overlap = kernels.OverlapTerm(2.0, 1.0, 1.0)
+
+    def both(x):
+        return (kernels.fused_multiclass_loss(x, labels, ignore_index=255, overlap=overlap, ce_weight=1.0)
+                + kernels.fused_binary_loss(x, target, overlap=overlap, bce_weight=0.5))
+
+    compiled = torch.compile(both, backend="aot_eager", fullgraph=True)
+    value = compiled(logits)
+    grad, = torch.autograd.grad(value, logits)
+    eager = both(logits)
+    eager_grad, = torch.autograd.grad(eager, logits)
+    assert torch.equal(value, eager) and torch.equal(grad, eager_grad)
