@@ -323,8 +323,7 @@ def _multiclass_backward_kernel(
     if HAS_UPSTREAM:
         upstream = tl.load(upstream_ptr).to(tl.float32)
         stats_scale = upstream * tl.load(stats_scale_ptr)
-    if HAS_GRAD_TP:
-        grad_tp = tl.load(grad_tp_ptr + n * stats_stride + classes, mask=class_mask, other=0.0) * stats_scale
+    grad_tp_row = grad_tp_ptr + n * stats_stride
     if HAS_GRAD_PS:
         grad_ps = tl.load(grad_ps_ptr + n * stats_stride + classes, mask=class_mask, other=0.0) * stats_scale
     if HAS_GRAD_CE:
@@ -341,14 +340,20 @@ def _multiclass_backward_kernel(
         inv_z = 1.0 / z
         p = e * inv_z[None, :]
         is_label = classes[:, None] == y[None, :]
-        # dL/dp_c and its p-weighted mean over classes (the softmax Jacobian).
-        g = tl.zeros((BLOCK_C, BLOCK_S), dtype=tl.float32)
-        if HAS_GRAD_TP:
-            g += tl.where(is_label, grad_tp[:, None], 0.0)
+        if HAS_GRAD_TP or (HAS_GRAD_FOCAL and not GAMMA_ZERO):  # the logit at the label (an L1 hit): p_y and log p_y without a class reduction
+            log_p_y, x_y = _log_p_label(logits_image, _label_offsets(y, pixels, stride_xc, stride_xs, INT64), valid,
+                                        max2, z)
+            p_y = tl.exp2(x_y * 1.4426950408889634 - max2) * inv_z
+        # With g_c = dL/dp_c = grad_ps_c + [c = y] grad_tp_y and the CE / focal factor k:
+        # dL/dx_c = p_c (grad_ps_c + k - sum_j p_j g_j) + [c = y] (p_y grad_tp_y - k).
+        mean_g = tl.zeros((BLOCK_S,), dtype=tl.float32)
+        label_term = tl.zeros((BLOCK_S,), dtype=tl.float32)
         if HAS_GRAD_PS:
-            g += grad_ps[:, None]
-        mean_g = tl.sum(p * g, 0)
-        # k_y multiplies (p - onehot): the CE and focal parts.
+            mean_g += tl.sum(p * grad_ps[:, None], 0)
+        if HAS_GRAD_TP:
+            at_label = p_y * tl.load(grad_tp_row + tl.maximum(y, 0), mask=valid, other=0.0) * stats_scale
+            mean_g += at_label
+            label_term += at_label
         k = tl.zeros((BLOCK_S,), dtype=tl.float32)
         if HAS_GRAD_CE:
             if HAS_CE_WEIGHT:
@@ -359,15 +364,17 @@ def _multiclass_backward_kernel(
             if GAMMA_ZERO:
                 d_focal = tl.full((BLOCK_S,), -1.0, dtype=tl.float32)
             else:
-                log_p_y, x_y = _log_p_label(logits_image, _label_offsets(y, pixels, stride_xc, stride_xs, INT64),
-                                            valid, max2, z)
-                p_y = tl.exp2(x_y * 1.4426950408889634 - max2) * inv_z
                 q_gamma, q_gamma_1 = _focal_factors(tl.sum(tl.where(is_label, 0.0, e), 0), inv_z, gamma)
                 d_focal = gamma * q_gamma_1 * p_y * log_p_y - q_gamma
             if HAS_ALPHA:
                 d_focal = d_focal * tl.load(alpha_ptr + tl.maximum(y, 0), mask=valid, other=0.0)
             k -= grad_focal * d_focal
-        grad = p * (g - mean_g[None, :] + k[None, :]) - tl.where(is_label, k[None, :], 0.0)
+        shift = k - mean_g
+        if HAS_GRAD_PS:
+            grad = p * (grad_ps[:, None] + shift[None, :])
+        else:
+            grad = p * shift[None, :]
+        grad += tl.where(is_label, (label_term - k)[None, :], 0.0)
         grad = tl.where(valid[None, :], grad, 0.0)
         tl.store(grad_image + _class_offsets(classes, pixels, stride_gc, stride_gs, INT64),
                  grad.to(grad_ptr.dtype.element_ty), mask=class_mask[:, None] & in_bounds[None, :])
