@@ -178,27 +178,30 @@ def _kornia(name: str, **kwargs) -> Optional[Callable]:
 ONEHOT = dict(softmax=True, to_onehot_y=True, batch=True)
 
 
-def loss_table() -> dict[str, tuple[Callable, dict[str, Optional[Callable]]]]:
-    """Each multiclass segfuse loss with the peers that share its semantics (LOSS_PEERS)."""
+def loss_table(losses=None) -> dict[str, tuple[Callable, dict[str, Optional[Callable]]]]:
+    """Each multiclass segfuse loss (or only those in ``losses``) with the peers that share
+    its semantics (LOSS_PEERS); a peer that is not installed is None. Peers are imported
+    only for the losses asked for."""
     import torch
 
     import segfuse.functional as SF
 
     torch_ce = lambda x, y: torch.nn.functional.cross_entropy(x, y.long())  # noqa: E731
-    table = {
-        "CrossEntropyLoss": (SF.cross_entropy, {"torch": torch_ce}),
-        "DiceLoss": (SF.dice_loss, {"monai": _monai("DiceLoss", **ONEHOT)}),
-        "JaccardLoss": (lambda x, y: SF.jaccard_loss(x, y, smooth=5e-6),
-                        {"monai": _monai("DiceLoss", jaccard=True, **ONEHOT)}),
-        "TverskyLoss": (SF.tversky_loss, {"monai": _monai("TverskyLoss", **ONEHOT)}),
-        "GeneralizedDiceLoss": (SF.generalized_dice_loss, {"monai": _monai("GeneralizedDiceLoss", **ONEHOT)}),
-        "FocalLoss": (SF.focal_loss, {"kornia": _kornia("focal_loss", alpha=1.0, gamma=2.0, reduction="mean")}),
-        "LovaszLoss": (lambda x, y: SF.lovasz_loss(x, y, per_image=True, classes="all"),
-                       {"kornia": _kornia("lovasz_softmax_loss")}),
-        "DiceCELoss": (SF.dice_ce_loss, {"monai": _monai("DiceCELoss", **ONEHOT)}),
+    builders = {
+        "CrossEntropyLoss": lambda: (SF.cross_entropy, {"torch": torch_ce}),
+        "DiceLoss": lambda: (SF.dice_loss, {"monai": _monai("DiceLoss", **ONEHOT)}),
+        "JaccardLoss": lambda: (lambda x, y: SF.jaccard_loss(x, y, smooth=5e-6),
+                                {"monai": _monai("DiceLoss", jaccard=True, **ONEHOT)}),
+        "TverskyLoss": lambda: (SF.tversky_loss, {"monai": _monai("TverskyLoss", **ONEHOT)}),
+        "GeneralizedDiceLoss": lambda: (SF.generalized_dice_loss, {"monai": _monai("GeneralizedDiceLoss", **ONEHOT)}),
+        "FocalLoss": lambda: (SF.focal_loss, {"kornia": _kornia("focal_loss", alpha=1.0, gamma=2.0,
+                                                                  reduction="mean")}),
+        "LovaszLoss": lambda: (lambda x, y: SF.lovasz_loss(x, y, per_image=True, classes="all"),
+                               {"kornia": _kornia("lovasz_softmax_loss")}),
+        "DiceCELoss": lambda: (SF.dice_ce_loss, {"monai": _monai("DiceCELoss", **ONEHOT)}),
     }
-    assert tuple(table) == LOSS_NAMES
-    return table
+    assert tuple(builders) == LOSS_NAMES
+    return {name: build() for name, build in builders.items() if not losses or name in losses}
 
 
 ISOLATED_ENVIRONMENT = {"OMP_WAIT_POLICY": "PASSIVE", "KINETO_LOG_LEVEL": "6"}
@@ -245,9 +248,7 @@ def run_loss_bench(shape=(4, 21, 256, 256), dtype=None, device="cpu", repeats=5,
     dtype = dtype or torch.float32
     logits, target = make_inputs(shape, dtype, torch.device(device))
     rows = []
-    for name, (ours, peers) in loss_table().items():
-        if losses and name not in losses:
-            continue
+    for name, (ours, peers) in loss_table(losses).items():
         contenders = [(implementation, fn) for implementation, fn in [("segfuse", ours), *peers.items()] if fn]
         if progress:
             progress(f"{name}: {', '.join(implementation for implementation, _ in contenders)}")
@@ -265,7 +266,7 @@ def run_memory_bench(shape=(1, 14, 128, 128, 128), device="cpu") -> list[Measure
     import segfuse.functional as SF
 
     logits, target = make_inputs(shape, torch.float32, torch.device(device))
-    _, peers = loss_table()["DiceCELoss"]
+    _, peers = loss_table(["DiceCELoss"])["DiceCELoss"]
     rows = []
     for implementation, fn in [("segfuse", SF.dice_ce_loss), *peers.items()]:
         if fn is not None:
