@@ -66,11 +66,22 @@ def _device_eligible(tensor: Tensor) -> bool:
     return tensor.device.type == "cpu" and _flag("SEGFUSE_FORCE_KERNELS") and _flag("TRITON_INTERPRET")
 
 
+# Pixel indices inside one image are 32-bit (offsets past 2^31 elements are 64-bit).
+MAX_PIXELS_PER_IMAGE = 2**31 - 2**20
+
+
+def _pixels_fit(tensor: Tensor, leading: int) -> bool:
+    """Whether one image of ``tensor`` (``leading`` dims before the spatial ones) has fewer
+    pixels than the kernels index in 32 bits."""
+    return tensor.dim() <= leading or tensor[(0,) * leading].numel() < MAX_PIXELS_PER_IMAGE
+
+
 def fused_multiclass_available(logits: Tensor, *, squared: bool = False, from_logits: bool = True) -> bool:
     """Whether :func:`fused_multiclass_terms` serves this call (CUDA, Triton, supported options)."""
     if squared or not from_logits or logits.dim() < 2 or logits.dtype not in KERNEL_FLOAT_DTYPES:
         return False
-    return 1 <= logits.shape[1] <= MAX_FUSED_CLASSES and logits.numel() > 0 and _device_eligible(logits)
+    return (1 <= logits.shape[1] <= MAX_FUSED_CLASSES and logits.numel() > 0 and _pixels_fit(logits, 2)
+            and _device_eligible(logits))
 
 
 def fused_multiclass_terms(
@@ -217,7 +228,7 @@ def fused_binary_available(logits: Tensor, target: Optional[Tensor] = None, *, s
         return False
     if target is not None and (target.shape != logits.shape or target.dtype == torch.float64):
         return False
-    return logits.numel() > 0 and _device_eligible(logits)
+    return logits.numel() > 0 and _pixels_fit(logits, 2) and _device_eligible(logits)
 
 
 class BinaryTerms(NamedTuple):
@@ -292,7 +303,7 @@ def fused_confusion_available(pred: Tensor, target: Tensor, num_classes: int) ->
             return False
     elif pred.dtype not in LABEL_DTYPES or pred.shape != target.shape:
         return False
-    return pred.device == target.device and _device_eligible(pred)
+    return pred.device == target.device and _pixels_fit(target, 1) and _device_eligible(pred)
 
 
 def fused_confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_index: Optional[int] = None) -> Tensor:

@@ -96,3 +96,13 @@ def test_launch_hook_intercepts_and_records():
 ])
 def test_kernel_ignore_index(ignore_index, dtype, expected):
     assert _launch.kernel_ignore_index(ignore_index, dtype) == expected
+
+
+def test_images_past_32_bit_pixel_indices_take_the_torch_path():
+    """Pixel indices inside an image are 32-bit: such images go to the torch path."""
+    from segfuse import kernels
+
+    assert kernels._pixels_fit(torch.empty(1, 3, 8), 2)
+    assert not kernels._pixels_fit(torch.empty(1, 1, 2**31, dtype=torch.float16, device="meta"), 2)
+    assert not kernels._pixels_fit(torch.empty(1, 2**31, dtype=torch.bool, device="meta"), 1)
+    assert kernels._pixels_fit(torch.empty(3, 2**20, 2**10 - 2, dtype=torch.bool, device="meta"), 1)
