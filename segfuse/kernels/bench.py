@@ -309,22 +309,29 @@ def bench_dice_ce(shape: Sequence[int], dtype: torch.dtype, repeats: int = 20, b
         try:
             with context():
                 row.update(_eager_times(loss_fn, logits, target, repeats))
-
-                def step():
-                    return torch.autograd.grad(loss_fn(logits, target), logits)
-
-                row["graph_total_ms"] = graph_ms(step, device, repeats)
-                launched = kernels_launched(step, device)
-                if launched is not None:
-                    row["kernels"] = launched["kernels"]
-                row["peak_extra_mib"] = peak_extra_mib(step, device)
-                if name == "segfuse fused_multiclass_loss":
-                    row.update(dice_ce_kernel_times(logits, target, repeats))
             row["x_floor"] = row["eager_total_ms"] / floor_ms
         except Exception as error:  # a peer that cannot run this configuration (dtype, memory)
-            row["error"] = f"{type(error).__name__}: {str(error).splitlines()[0][:160] if str(error) else ''}"
+            row["error"] = _describe(error)
             if torch.device(device).type == "cuda":
                 torch.cuda.empty_cache()
+            rows.append(row)
+            continue
+
+        def step(loss_fn=loss_fn):
+            return torch.autograd.grad(loss_fn(logits, target), logits)
+
+        extras = [("graph_total_ms", lambda: graph_ms(step, device, repeats)),
+                  ("kernels", lambda: (kernels_launched(step, device) or {}).get("kernels")),
+                  ("peak_extra_mib", lambda: peak_extra_mib(step, device))]
+        if name == "segfuse fused_multiclass_loss":
+            extras.append((None, lambda: dice_ce_kernel_times(logits, target, repeats)))
+        for key, measure in extras:  # each figure on its own: a failed graph capture keeps the rest
+            try:
+                with context():
+                    value = measure()
+                row.update(value) if key is None else row.__setitem__(key, value)
+            except Exception as error:
+                row[f"{key or 'kernel_times'}_error"] = _describe(error)
         rows.append(row)
     fused = next((r["eager_total_ms"] for r in rows if r["impl"] == "segfuse DiceCELoss" and "eager_total_ms" in r),
                  None)
@@ -332,6 +339,11 @@ def bench_dice_ce(shape: Sequence[int], dtype: torch.dtype, repeats: int = 20, b
         if fused and "eager_total_ms" in row:
             row["vs_segfuse"] = row["eager_total_ms"] / fused
     return rows
+
+
+def _describe(error: Exception) -> str:
+    text = str(error).splitlines()[0][:160] if str(error) else ""
+    return f"{type(error).__name__}: {text}"
 
 
 # ---------------------------------------------------------------------------------------

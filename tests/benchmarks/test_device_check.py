@@ -103,3 +103,14 @@ def test_a_stage_without_time_is_skipped_and_reported(tmp_path):
                             capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 1
     assert "skipped (no time left)" in result.stdout and "segfuse device check" in result.stdout
+
+
+def test_pytest_outcomes_are_read_from_verbose_output_even_when_cut_short():
+    text = ("[gw0] [ 10%] PASSED tests/kernels/test_cuda.py::test_a[x-1] \n"
+            "[gw1] [ 20%] FAILED tests/kernels/test_cuda.py::test_b \n"
+            "tests/kernels/test_cuda.py::test_c PASSED                     [ 30%]\n"
+            "tests/kernels/test_cuda.py::test_d SKIPPED (needs two GPUs)   [ 40%]\n"
+            "tests/kernels/test_cuda.py::test_e ")  # killed here
+    assert _module().parse_pytest_verbose(text) == {
+        "tests/kernels/test_cuda.py::test_a[x-1]": "PASSED", "tests/kernels/test_cuda.py::test_b": "FAILED",
+        "tests/kernels/test_cuda.py::test_c": "PASSED", "tests/kernels/test_cuda.py::test_d": "SKIPPED"}
