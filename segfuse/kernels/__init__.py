@@ -119,11 +119,17 @@ def fused_multiclass_terms(
 
 class OverlapTerm(NamedTuple):
     """The overlap loss of :func:`segfuse.losses.overlap.overlap_loss_from_statistics` with
-    ``reduction="mean"``: per class score = (w_tp tp + s) / (w_tp tp + a fp + b fn + s)
-    (1 where the denominator is 0), loss (1 - score) or -log(score), raised to ``gamma``,
-    then sum_c w_c m_c l_c / sum_c w_c m_c over kept classes (and images with
-    ``per_image``), 0 when nothing is kept. Dice: (2, 1, 1); F-beta: (1 + b^2, 1, b^2);
-    Tversky: (1, alpha, beta); Jaccard: (1, 1, 1)."""
+    ``reduction="mean"`` and ``pooling="none"``.
+
+    Per class: score = (w_tp tp + s_nr) / (w_tp tp + a fp + b fn + s_dr) (1 where the
+    denominator is 0; ``smooth_nr`` / ``smooth_dr`` default to ``smooth``), loss
+    (1 - score) or -log(score), raised to ``gamma``. Mean: sum_c w_c m_c l_c / sum_c w_c m_c
+    (or / sum_c m_c with ``normalize_weights=False``) over kept classes (and images with
+    ``per_image``), 0 when nothing is kept. ``skip_absent``: False keeps classes with
+    gs = 0; True or "zero" sets their loss to 0 and keeps them in the mean (smp); "drop"
+    leaves them out of it. Dice: (2, 1, 1); F-beta: (1 + b^2, 1, b^2); Tversky:
+    (1, alpha, beta); Jaccard: (1, 1, 1).
+    """
 
     tp_weight: float
     fp_weight: float
@@ -132,22 +138,33 @@ class OverlapTerm(NamedTuple):
     gamma: float = 1.0
     log_loss: bool = False
     include_background: bool = True
-    skip_absent: bool = False
+    skip_absent: object = False
     class_weights: Optional[object] = None
+    normalize_weights: bool = True
+    smooth_nr: Optional[float] = None
+    smooth_dr: Optional[float] = None
+
+
+ABSENT_MODES = {False: 0, "keep": 0, True: 1, "zero": 1, "drop": 2}
 
 
 def _overlap_args(overlap: Optional[OverlapTerm], like: Tensor) -> tuple:
     """(class weight tensor or None, has_overlap, the custom op's overlap scalars)."""
     if overlap is None:
-        return None, False, (1.0, 1.0, 1.0, 0.0, 1.0, False, True, False)
+        return None, False, (1.0, 1.0, 1.0, 0.0, 0.0, 1.0, False, True, 0, True)
+    if overlap.skip_absent not in ABSENT_MODES:
+        raise ValueError(f"skip_absent must be False, True, 'zero' or 'drop', got {overlap.skip_absent!r}")
     weights = None
     if overlap.class_weights is not None:
         weights = torch.as_tensor(overlap.class_weights, dtype=torch.float32, device=like.device).reshape(-1)
         if weights.numel() != like.shape[1]:
             raise ValueError(f"class_weights must have {like.shape[1]} entries (one per class), got {weights.numel()}")
+    smooth_nr = overlap.smooth if overlap.smooth_nr is None else overlap.smooth_nr
+    smooth_dr = overlap.smooth if overlap.smooth_dr is None else overlap.smooth_dr
     return weights, True, (float(overlap.tp_weight), float(overlap.fp_weight), float(overlap.fn_weight),
-                           float(overlap.smooth), float(overlap.gamma), bool(overlap.log_loss),
-                           bool(overlap.include_background), bool(overlap.skip_absent))
+                           float(smooth_nr), float(smooth_dr), float(overlap.gamma), bool(overlap.log_loss),
+                           bool(overlap.include_background), ABSENT_MODES[overlap.skip_absent],
+                           bool(overlap.normalize_weights))
 
 
 def fused_multiclass_loss(

@@ -198,7 +198,7 @@ def dice_ce_kernel_times(logits: torch.Tensor, target: torch.Tensor, repeats: in
     """Kernel-only ms of the fused DiceCE: forward (streaming kernel + finish), backward."""
     from segfuse.kernels import multiclass
 
-    overlap = (2.0, 1.0, 1.0, 1e-5, 1.0, False, True, False)
+    overlap = (2.0, 1.0, 1.0, 1e-5, 1e-5, 1.0, False, True, 0, True)
     x = logits.detach()
 
     def forward():

@@ -42,7 +42,7 @@ import triton.language as tl
 from torch import Tensor
 
 from segfuse.kernels import _launch
-from segfuse.kernels._finish import overlap_terms, safe_ratio
+from segfuse.kernels._finish import overlap_terms, reduction_weights, safe_ratio
 
 DEFINED_FOR_INTERPRETER = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 FLOAT32_TINY = 1.1754943508222875e-38
@@ -239,17 +239,18 @@ def _multiclass_finish_kernel(
 @triton.jit
 def _multiclass_loss_finish_kernel(
     part_f_ptr, part_i_ptr, class_weight_ptr, loss_ptr, coef_ptr, scale_ptr,
-    C, groups, rows_per_group, tp_weight, fp_weight, fn_weight, smooth, gamma,
+    C, groups, rows_per_group, tp_weight, fp_weight, fn_weight, smooth_nr, smooth_dr, gamma,
     overlap_weight, ce_weight, focal_weight,
     WANT_STATS: tl.constexpr, HAS_CLASS_WEIGHT: tl.constexpr, INCLUDE_BACKGROUND: tl.constexpr,
-    SKIP_ABSENT: tl.constexpr, LOG_LOSS: tl.constexpr, GAMMA_MODE: tl.constexpr,
+    ABSENT_MODE: tl.constexpr, NORMALIZE_WEIGHTS: tl.constexpr, LOG_LOSS: tl.constexpr, GAMMA_MODE: tl.constexpr,
     BLOCK_C: tl.constexpr, BLOCK_R: tl.constexpr,
 ):
     """One program: the loss from every group's partial rows, and its derivatives.
 
     loss = overlap_weight * mean_overlap + ce_weight * CE + focal_weight * focal, where
-    mean_overlap = sum w_c m_c l_c / sum w_c m_c over kept classes (and groups), CE =
-    sum ce / sum weights and focal = sum focal / count, each 0 when its denominator is 0.
+    mean_overlap = sum w_c m_c l_c / sum w_c m_c (or / sum m_c without NORMALIZE_WEIGHTS)
+    over kept classes (and groups), CE = sum ce / sum weights and focal = sum focal /
+    count, each 0 when its denominator is 0.
     coef (2, groups, C) holds dL/dtp and dL/dps per unit of scale[0]; scale = (overlap
     scale, dL/dce_sum, dL/dfocal_sum), all per unit upstream gradient.
     """
@@ -277,13 +278,11 @@ def _multiclass_loss_finish_kernel(
         count_total += count
         if WANT_STATS:
             gs = gs.to(tl.float32)
-            mask = tl.where(keep, weights, 0.0)
-            if SKIP_ABSENT:
-                mask = tl.where(gs > 0, mask, 0.0)
-            loss_c, d_tp, d_ps = overlap_terms(tp, ps, gs, keep, tp_weight, fp_weight, fn_weight, smooth, gamma,
-                                                LOG_LOSS, GAMMA_MODE)
+            mask, kept = reduction_weights(keep, weights, gs, ABSENT_MODE)
+            loss_c, d_tp, d_ps = overlap_terms(tp, ps, gs, keep, tp_weight, fp_weight, fn_weight, smooth_nr, smooth_dr,
+                                               gamma, LOG_LOSS, GAMMA_MODE, ABSENT_MODE)
             overlap_sum += mask * loss_c
-            mask_sum += mask
+            mask_sum += mask if NORMALIZE_WEIGHTS else kept
             tl.store(coef_ptr + group * C + classes, mask * d_tp, mask=class_mask)
             tl.store(coef_ptr + (groups + group) * C + classes, mask * d_ps, mask=class_mask)
     overlap_den = tl.sum(mask_sum, 0)
@@ -471,6 +470,10 @@ def launch_forward(
     return tp, ps, gs, ce, ce_weight_sum, focal, count
 
 
+# The overlap tuple of a loss without an overlap term.
+NO_OVERLAP = (1.0, 1.0, 1.0, 0.0, 0.0, 1.0, False, True, 0, True)
+
+
 def _overlap_gamma_mode(gamma: float) -> int:
     return 1 if gamma == 1 else 0 if gamma == 0 else 2
 
@@ -491,16 +494,17 @@ def launch_loss_forward(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(loss 0-d float32, coef (2, groups, C), scale (3,)); see _multiclass_loss_finish_kernel.
 
-    ``overlap`` = (tp_weight, fp_weight, fn_weight, smooth, gamma, log_loss,
-    include_background, skip_absent) or None (no overlap term). CE is computed when
+    ``overlap`` = (tp_weight, fp_weight, fn_weight, smooth_nr, smooth_dr, gamma, log_loss,
+    include_background, absent_mode, normalize_weights) or None (no overlap term;
+    absent_mode: _finish.ABSENT_KEEP / ZERO / DROP). CE is computed when
     ``ce_weight`` != 0, focal when ``focal_gamma`` is not None and ``focal_weight`` != 0.
     """
     _check_devices(logits, labels, overlap_class_weight, ce_class_weight, focal_alpha)
     want_stats, want_ce = overlap is not None, ce_weight != 0
     if focal_weight == 0:
         focal_gamma = None
-    tp_weight, fp_weight, fn_weight, smooth, gamma, log_loss, include_background, skip_absent = (
-        overlap if overlap is not None else (1.0, 1.0, 1.0, 0.0, 1.0, False, True, False))
+    tp_weight, fp_weight, fn_weight, smooth_nr, smooth_dr, gamma, log_loss, include_background, absent, normalize = (
+        overlap if overlap is not None else NO_OVERLAP)
     with _launch.device_guard(logits.device):
         layout = _Layout(logits, labels)
         part_f, part_i = _launch_partials(layout, ce_class_weight, focal_alpha, ignore_index, want_stats, want_ce,
@@ -516,11 +520,11 @@ def launch_loss_forward(
             _multiclass_loss_finish_kernel, (1,),
             part_f, part_i, _launch.vector_or_dummy(overlap_class_weight, part_f), loss, coef, scale,
             layout.c, groups, layout.split.programs // groups, float(tp_weight), float(fp_weight), float(fn_weight),
-            float(smooth), float(gamma), float(overlap_weight), float(ce_weight) if want_ce else 0.0,
-            float(focal_weight) if focal_gamma is not None else 0.0,
+            float(smooth_nr), float(smooth_dr), float(gamma), float(overlap_weight),
+            float(ce_weight) if want_ce else 0.0, float(focal_weight) if focal_gamma is not None else 0.0,
             WANT_STATS=want_stats, HAS_CLASS_WEIGHT=overlap_class_weight is not None,
-            INCLUDE_BACKGROUND=bool(include_background), SKIP_ABSENT=bool(skip_absent), LOG_LOSS=bool(log_loss),
-            GAMMA_MODE=_overlap_gamma_mode(float(gamma)), BLOCK_C=layout.block_c,
+            INCLUDE_BACKGROUND=bool(include_background), ABSENT_MODE=int(absent), NORMALIZE_WEIGHTS=bool(normalize),
+            LOG_LOSS=bool(log_loss), GAMMA_MODE=_overlap_gamma_mode(float(gamma)), BLOCK_C=layout.block_c,
             BLOCK_R=_finish_rows(layout.block_c),
         )
     return loss, coef, scale
@@ -675,27 +679,29 @@ def multiclass_loss(
     tp_weight: float,
     fp_weight: float,
     fn_weight: float,
-    smooth: float,
+    smooth_nr: float,
+    smooth_dr: float,
     overlap_gamma: float,
     log_loss: bool,
     include_background: bool,
-    skip_absent: bool,
+    absent_mode: int,
+    normalize_weights: bool,
     overlap_weight: float,
     ce_weight: float,
     focal_weight: float,
     focal_gamma: Optional[float],
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(loss, saved derivatives, saved scales): a whole overlap + CE + focal loss in two launches."""
-    overlap = ((tp_weight, fp_weight, fn_weight, smooth, overlap_gamma, log_loss, include_background, skip_absent)
-               if has_overlap else None)
+    overlap = ((tp_weight, fp_weight, fn_weight, smooth_nr, smooth_dr, overlap_gamma, log_loss, include_background,
+                absent_mode, normalize_weights) if has_overlap else None)
     return launch_loss_forward(logits, labels, overlap_class_weight, ce_class_weight, focal_alpha, ignore_index,
                                per_image, overlap, overlap_weight, ce_weight, focal_weight, focal_gamma)
 
 
 @multiclass_loss.register_fake
 def _(logits, labels, overlap_class_weight, ce_class_weight, focal_alpha, ignore_index, per_image, has_overlap,
-      tp_weight, fp_weight, fn_weight, smooth, overlap_gamma, log_loss, include_background, skip_absent,
-      overlap_weight, ce_weight, focal_weight, focal_gamma):
+      tp_weight, fp_weight, fn_weight, smooth_nr, smooth_dr, overlap_gamma, log_loss, include_background,
+      absent_mode, normalize_weights, overlap_weight, ce_weight, focal_weight, focal_gamma):
     groups = logits.shape[0] if per_image else 1
     return (logits.new_empty((), dtype=torch.float32),
             logits.new_empty((2, groups, logits.shape[1]), dtype=torch.float32),
@@ -745,10 +751,10 @@ def _loss_setup_context(ctx, inputs, output):
 def _loss_backward(ctx, grad_loss, grad_coef, grad_scale):
     logits, labels, ce_class_weight, focal_alpha, coef, scale = ctx.saved_tensors
     if grad_loss is None:
-        return (None,) * 20
+        return (None,) * 22
     grad = multiclass_loss_backward(logits, labels, ce_class_weight, focal_alpha, coef, scale, grad_loss,
                                     ctx.ignore_index, ctx.has_overlap, ctx.want_ce, ctx.focal_gamma)
-    return (grad,) + (None,) * 19
+    return (grad,) + (None,) * 21
 
 
 multiclass_loss.register_autograd(_loss_backward, setup_context=_loss_setup_context)

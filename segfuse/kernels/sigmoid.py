@@ -34,7 +34,7 @@ import triton.language as tl
 from torch import Tensor
 
 from segfuse.kernels import _launch
-from segfuse.kernels._finish import overlap_terms, safe_ratio
+from segfuse.kernels._finish import overlap_terms, reduction_weights, safe_ratio
 
 DEFINED_FOR_INTERPRETER = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 # Classes of one program's tile; wider class counts take several class blocks.
@@ -191,10 +191,10 @@ def _sigmoid_finish_kernel(
 @triton.jit
 def _sigmoid_loss_finish_kernel(
     part_f_ptr, part_i_ptr, class_weight_ptr, loss_ptr, coef_ptr, scale_ptr,
-    C, chunks, groups, images_per_group, tp_weight, fp_weight, fn_weight, smooth, gamma,
+    C, chunks, groups, images_per_group, tp_weight, fp_weight, fn_weight, smooth_nr, smooth_dr, gamma,
     overlap_weight, bce_weight, focal_weight,
     WANT_STATS: tl.constexpr, HAS_CLASS_WEIGHT: tl.constexpr, INCLUDE_BACKGROUND: tl.constexpr,
-    SKIP_ABSENT: tl.constexpr, LOG_LOSS: tl.constexpr, GAMMA_MODE: tl.constexpr,
+    ABSENT_MODE: tl.constexpr, NORMALIZE_WEIGHTS: tl.constexpr, LOG_LOSS: tl.constexpr, GAMMA_MODE: tl.constexpr,
     BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """One program: loss = overlap_weight * mean_overlap + bce_weight * BCE mean + focal_weight
@@ -218,15 +218,14 @@ def _sigmoid_loss_finish_kernel(
                 if not INCLUDE_BACKGROUND:
                     keep = keep & (classes >= 1)
                 if HAS_CLASS_WEIGHT:
-                    mask = tl.load(class_weight_ptr + classes, mask=keep, other=0.0)
+                    weights = tl.load(class_weight_ptr + classes, mask=class_mask, other=0.0)
                 else:
-                    mask = tl.where(keep, 1.0, 0.0)
-                if SKIP_ABSENT:
-                    mask = tl.where(gs > 0, mask, 0.0)
-                loss_c, d_tp, d_ps = overlap_terms(tp, ps, gs, keep, tp_weight, fp_weight, fn_weight, smooth, gamma,
-                                                   LOG_LOSS, GAMMA_MODE)
+                    weights = tl.where(class_mask, 1.0, 0.0)
+                mask, kept = reduction_weights(keep, weights, gs, ABSENT_MODE)
+                loss_c, d_tp, d_ps = overlap_terms(tp, ps, gs, keep, tp_weight, fp_weight, fn_weight, smooth_nr,
+                                                   smooth_dr, gamma, LOG_LOSS, GAMMA_MODE, ABSENT_MODE)
                 overlap_sum += mask * loss_c
-                mask_sum += mask
+                mask_sum += mask if NORMALIZE_WEIGHTS else kept
                 tl.store(coef_ptr + group * C + classes, mask * d_tp, mask=class_mask)
                 tl.store(coef_ptr + (groups + group) * C + classes, mask * d_ps, mask=class_mask)
     overlap_den = tl.sum(mask_sum, 0)
@@ -412,8 +411,8 @@ def launch_loss_forward(
     want_stats, want_bce = overlap is not None, bce_weight != 0
     if focal_weight == 0:
         focal_gamma = None
-    tp_weight, fp_weight, fn_weight, smooth, gamma, log_loss, include_background, skip_absent = (
-        overlap if overlap is not None else (1.0, 1.0, 1.0, 0.0, 1.0, False, True, False))
+    tp_weight, fp_weight, fn_weight, smooth_nr, smooth_dr, gamma, log_loss, include_background, absent, normalize = (
+        overlap if overlap is not None else (1.0, 1.0, 1.0, 0.0, 0.0, 1.0, False, True, 0, True))
     with _launch.device_guard(logits.device):
         layout = _Layout(logits, target)
         part_f, part_i = _launch_partials(layout, ignore_index, want_stats, want_bce, focal_gamma,
@@ -429,10 +428,11 @@ def launch_loss_forward(
             _sigmoid_loss_finish_kernel, (1,),
             part_f, part_i, _launch.vector_or_dummy(overlap_class_weight, part_f), loss, coef, scale,
             layout.c, layout.split.chunks, groups, layout.n // groups, float(tp_weight), float(fp_weight),
-            float(fn_weight), float(smooth), float(gamma), float(overlap_weight),
+            float(fn_weight), float(smooth_nr), float(smooth_dr), float(gamma), float(overlap_weight),
             float(bce_weight) if want_bce else 0.0, float(focal_weight) if focal_gamma is not None else 0.0,
             WANT_STATS=want_stats, HAS_CLASS_WEIGHT=overlap_class_weight is not None,
-            INCLUDE_BACKGROUND=bool(include_background), SKIP_ABSENT=bool(skip_absent), LOG_LOSS=bool(log_loss),
+            INCLUDE_BACKGROUND=bool(include_background), ABSENT_MODE=int(absent), NORMALIZE_WEIGHTS=bool(normalize),
+            LOG_LOSS=bool(log_loss),
             GAMMA_MODE=1 if gamma == 1 else 0 if gamma == 0 else 2, BLOCK_C=FINISH_BLOCK_C,
             BLOCK_K=_finish_block_k(layout.split.chunks),
         )
@@ -571,11 +571,13 @@ def sigmoid_loss(
     tp_weight: float,
     fp_weight: float,
     fn_weight: float,
-    smooth: float,
+    smooth_nr: float,
+    smooth_dr: float,
     overlap_gamma: float,
     log_loss: bool,
     include_background: bool,
-    skip_absent: bool,
+    absent_mode: int,
+    normalize_weights: bool,
     overlap_weight: float,
     bce_weight: float,
     focal_weight: float,
@@ -583,16 +585,16 @@ def sigmoid_loss(
     focal_alpha: Optional[float],
 ) -> tuple[Tensor, Tensor, Tensor]:
     """(loss, saved derivatives, saved scales): overlap + BCE + focal in two launches."""
-    overlap = ((tp_weight, fp_weight, fn_weight, smooth, overlap_gamma, log_loss, include_background, skip_absent)
-               if has_overlap else None)
+    overlap = ((tp_weight, fp_weight, fn_weight, smooth_nr, smooth_dr, overlap_gamma, log_loss, include_background,
+                absent_mode, normalize_weights) if has_overlap else None)
     return launch_loss_forward(logits, target, overlap_class_weight, ignore_index, per_image, overlap,
                                overlap_weight, bce_weight, focal_weight, focal_gamma, focal_alpha)
 
 
 @sigmoid_loss.register_fake
 def _(logits, target, overlap_class_weight, ignore_index, per_image, has_overlap, tp_weight, fp_weight, fn_weight,
-      smooth, overlap_gamma, log_loss, include_background, skip_absent, overlap_weight, bce_weight, focal_weight,
-      focal_gamma, focal_alpha):
+      smooth_nr, smooth_dr, overlap_gamma, log_loss, include_background, absent_mode, normalize_weights,
+      overlap_weight, bce_weight, focal_weight, focal_gamma, focal_alpha):
     groups = logits.shape[0] if per_image else 1
     return (logits.new_empty((), dtype=torch.float32),
             logits.new_empty((2, groups, logits.shape[1]), dtype=torch.float32),
@@ -638,10 +640,10 @@ def _loss_setup_context(ctx, inputs, output):
 def _loss_backward(ctx, grad_loss, grad_coef, grad_scale):
     logits, target, coef, scale = ctx.saved_tensors
     if grad_loss is None:
-        return (None,) * 19
+        return (None,) * 21
     grad = sigmoid_loss_backward(logits, target, coef, scale, grad_loss, ctx.ignore_index, ctx.has_overlap,
                                  ctx.want_bce, ctx.focal_gamma, ctx.focal_alpha)
-    return (grad,) + (None,) * 18
+    return (grad,) + (None,) * 20
 
 
 sigmoid_loss.register_autograd(_loss_backward, setup_context=_loss_setup_context)

@@ -76,7 +76,7 @@ def test_int64_index_path(monkeypatch):
 @pytest.mark.parametrize("name, options", [
     ("dice_ce", dict()),
     ("dice_ce", dict(ignore_index=255, per_image=True, class_weights=[0.5, 1.0, 2.0, 0.1, 1.5],
-                     include_background=False, skip_absent=True)),
+                     include_background=False, skip_absent="drop")),
     ("dice_ce", dict(ignore_index=255, log_loss=True)),
     ("dice_focal", dict(ignore_index=255, per_image=True)),
 ], ids=["dice_ce", "dice_ce_weighted_per_image", "dice_ce_log", "dice_focal"])
@@ -179,3 +179,76 @@ def test_fused_losses_trace_under_torch_compile():
     eager = both(logits)
     eager_grad, = torch.autograd.grad(eager, logits)
     assert torch.equal(value, eager) and torch.equal(grad, eager_grad)
+
+
+
+def _overlap_reference(stats, term: kernels.OverlapTerm):
+    """float64 overlap loss of (C,) or (N, C) statistics written from the formula (the same
+    convention as segfuse.losses, independently of it)."""
+    tp, ps, gs = stats
+    s_nr = term.smooth if term.smooth_nr is None else term.smooth_nr
+    s_dr = term.smooth if term.smooth_dr is None else term.smooth_dr
+    den = (term.tp_weight - term.fp_weight - term.fn_weight) * tp + term.fp_weight * ps + term.fn_weight * gs + s_dr
+    score = torch.where(den == 0, 1.0, (term.tp_weight * tp + s_nr) / torch.where(den == 0, 1.0, den))
+    tiny = torch.finfo(score.dtype).tiny
+    loss = -torch.log(score.clamp_min(tiny)) if term.log_loss else 1 - score
+    if term.gamma == 0:
+        loss = torch.where(torch.isnan(loss), loss, 1.0)
+    elif term.gamma != 1:
+        loss = torch.where(loss <= 0, 0.0, loss.clamp_min(tiny) ** term.gamma)
+    weights = torch.ones(tp.shape[-1], dtype=tp.dtype) if term.class_weights is None else \
+        torch.as_tensor(term.class_weights, dtype=tp.dtype)
+    first = 0 if term.include_background else 1
+    loss, gs, weights = loss[..., first:], gs[..., first:], weights[first:]
+    if term.skip_absent in (True, "zero"):
+        loss = torch.where(gs > 0, loss, 0.0)
+    kept = (gs > 0).to(loss.dtype) if term.skip_absent == "drop" else torch.ones_like(loss)
+    weighted = kept * weights
+    den = (weighted if term.normalize_weights else kept).sum()
+    return torch.where(den != 0, (loss * weighted).sum() / torch.where(den != 0, den, 1.0), 0.0)
+
+
+@pytest.mark.parametrize("term", [
+    kernels.OverlapTerm(1.0, 0.3, 0.7, smooth=0.0, gamma=0.75, skip_absent=True, class_weights=[1, 2, 3, 4, 5],
+                        normalize_weights=False),                              # focal Tversky, smp's "zero"
+    kernels.OverlapTerm(2.0, 1.0, 1.0, smooth_nr=0.0, smooth_dr=1e-3, log_loss=True, skip_absent="drop",
+                        include_background=False),                             # MONAI's smooth_nr / smooth_dr
+    kernels.OverlapTerm(1.0, 1.0, 1.0, smooth=1.0, gamma=0.0),                # Jaccard, gamma 0
+    kernels.OverlapTerm(5.0, 1.0, 4.0, smooth=1e-5, gamma=2.0, class_weights=[0.5, 1, 1, 1, 3]),  # F-beta, beta 2
+], ids=["tversky_zero", "dice_log_drop", "jaccard_gamma0", "fbeta"])
+@pytest.mark.parametrize("per_image", [False, True])
+def test_fused_overlap_options_match_the_formula(term, per_image):
+    logits = X.random_logits((2, 5, 7, 8), torch.float32, "cpu", seed=37)
+    labels = X.random_labels((2, 7, 8), 5, torch.int64, "cpu", seed=38, ignore_index=255)
+    labels[labels == 2] = 3  # class 2 absent everywhere
+    x = logits.detach().double().requires_grad_()
+    terms = X._stats.multiclass_terms_reference(x, labels, ignore_index=255, per_image=per_image, want_ce=True)
+    ce = terms.ce_sum.sum() / terms.ce_weight.sum()
+    reference = 0.8 * _overlap_reference(terms.stats, term) + 0.4 * ce
+    reference_grad, = torch.autograd.grad(reference * 1.5, x)
+    with _launch.poisoned_outputs():
+        loss = kernels.fused_multiclass_loss(logits, labels, ignore_index=255, per_image=per_image, overlap=term,
+                                             overlap_weight=0.8, ce_weight=0.4)
+        grad, = torch.autograd.grad(loss * 1.5, logits)
+    assert X.relative_error(loss, reference) <= X.LOSS_RTOL
+    assert X.relative_error(grad, reference_grad) <= X.GRAD_RTOL[torch.float32]
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_logits_give_nan_never_a_perfect_score(bad):
+    """Issue 11: NaN / Inf logits gave a loss of 0; the fused losses give NaN, like torch's."""
+    logits = X.random_logits((1, 3, 4, 4), torch.float32, "cpu", seed=39).detach()
+    logits[0, 1, 2, 2] = bad
+    labels = X.random_labels((1, 4, 4), 3, torch.int64, "cpu", seed=40)
+    target = X.random_binary_target((1, 3, 4, 4), torch.uint8, "cpu", seed=41)
+    for term in (kernels.OverlapTerm(2.0, 1.0, 1.0), kernels.OverlapTerm(1.0, 0.5, 0.5, gamma=0.5, log_loss=True),
+                 kernels.OverlapTerm(2.0, 1.0, 1.0, gamma=0.0, skip_absent="drop")):
+        assert torch.isnan(kernels.fused_multiclass_loss(logits, labels, overlap=term))  # softmax(inf) is NaN too
+        if bad != bad:  # sigmoid(inf) = 1 is finite, as in torch; a NaN logit must show
+            assert torch.isnan(kernels.fused_binary_loss(logits, target, overlap=term))
+
+
+def test_unknown_skip_absent_is_a_clear_error():
+    with pytest.raises(ValueError, match="skip_absent must be False, True, 'zero' or 'drop'"):
+        kernels.fused_multiclass_loss(torch.zeros(1, 2, 3), torch.zeros(1, 3, dtype=torch.long),
+                                      overlap=kernels.OverlapTerm(2.0, 1.0, 1.0, skip_absent="sometimes"))
