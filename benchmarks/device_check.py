@@ -234,8 +234,9 @@ def stage_performance(ctx: Context, record) -> int:
     return 0
 
 
-VERBOSE_RESULT = re.compile(r"(?:\[gw\d+\]\s+(?:\[\s*\d+%\]\s+)?)?(PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)\s+(\S+::\S+)"
-                            r"|(\S+::\S+)\s+(PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)")
+OUTCOMES = r"(PASSED|FAILED|SKIPPED|ERROR|XFAIL|XPASS)"
+VERBOSE_RESULT = re.compile(r"(?:\[gw\d+\]\s+(?:\[\s*\d+%\]\s+)?)?" + OUTCOMES + r"\s+(\S+::\S+)"
+                            r"|(\S+::\S+)\s+" + OUTCOMES)
 
 
 def parse_pytest_verbose(text: str) -> dict:
@@ -272,7 +273,8 @@ def stage_matrix(ctx: Context, record) -> int:
                f"--junitxml={xml_path}", "-o", "junit_family=xunit1"]
     if ctx.smoke:
         env["SEGFUSE_TEST_DEVICE"] = "cpu"
-        command += ["-p", "no:xdist", "-k", "benchmarked_configuration and float32 or multiclass_matrix and C21-float32"]
+        command += ["-p", "no:xdist", "-k",
+                    "benchmarked_configuration and float32 or multiclass_matrix and C21-float32"]
     elif importlib.util.find_spec("xdist") is not None:
         command += ["-n", "4"]
     timeout = max(ctx.left() - 5, 5)
@@ -513,8 +515,9 @@ def summary(records: list[dict], smoke: bool = False) -> str:
             + ("n/a" if r["registers"] is None else f"{r['registers']} ({r['spills']})") for r in registers))
     matrix = next(iter(_find(records, "matrix")), None)
     if matrix:
-        lines.append(f"matrix (seed {matrix.get('seed')}): {matrix.get('passed')} passed, {matrix.get('failed')} failed, "
-                     f"{matrix.get('skipped')} skipped" + (f"; {matrix.get('message')}" if matrix.get("message") else ""))
+        note = f"; {matrix['message']}" if matrix.get("message") else ""
+        lines.append(f"matrix (seed {matrix.get('seed')}): {matrix.get('passed')} passed, "
+                     f"{matrix.get('failed')} failed, {matrix.get('skipped')} skipped{note}")
         for failure in (matrix.get("failures") or [])[:5]:
             lines.append(f"  FAILED {failure[:120]}")
     sweep = [s for s in _find(records, "sweep") if "kernel_total_ms" in s]

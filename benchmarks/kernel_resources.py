@@ -113,7 +113,7 @@ def compile_call(kernel, args, kwargs, arch: int) -> dict:
 def _cases():
     """(label, callable running launchers on CPU tensors) mirroring the device check's cases."""
     from segfuse import kernels
-    from segfuse.kernels import confusion, multiclass, sigmoid
+    from segfuse.kernels import multiclass, sigmoid
 
     def logits(shape, dtype=torch.float32, channels_last=False):
         x = torch.randn(shape).to(dtype)
@@ -124,8 +124,9 @@ def _cases():
 
     def dice_ce(c, dtype=torch.float32, channels_last=False, spatial=(64, 64)):
         x, y = logits((2, c, *spatial), dtype, channels_last), labels((2, *spatial), c)
-        loss, coef, scale = multiclass.launch_loss_forward(
-            x, y, None, None, None, None, False, (2.0, 1.0, 1.0, 1e-5, 1e-5, 1.0, False, True, 0, True), 1.0, 1.0, 0.0, None)
+        dice = (2.0, 1.0, 1.0, 1e-5, 1e-5, 1.0, False, True, 0, True)
+        loss, coef, scale = multiclass.launch_loss_forward(x, y, None, None, None, None, False, dice, 1.0, 1.0, 0.0,
+                                                           None)
         multiclass.launch_backward(x, y, None, None, coef[0], coef[1], scale[1], None, None, None,
                                    upstream=loss, stats_scale=scale[0])
 

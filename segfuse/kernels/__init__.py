@@ -323,7 +323,8 @@ def fused_confusion_available(pred: Tensor, target: Tensor, num_classes: int) ->
     return pred.device == target.device and _pixels_fit(target, 1) and _device_eligible(pred)
 
 
-def fused_confusion_matrix(pred: Tensor, target: Tensor, num_classes: int, ignore_index: Optional[int] = None) -> Tensor:
+def fused_confusion_matrix(pred: Tensor, target: Tensor, num_classes: int,
+                           ignore_index: Optional[int] = None) -> Tensor:
     """Exact int64 (C, C) confusion matrix (rows truth, columns prediction) of a class map
     or of the argmax over dim 1 of scores (N, C, *S) (first maximum wins).
 

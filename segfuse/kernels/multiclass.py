@@ -45,9 +45,8 @@ from segfuse.kernels import _launch
 from segfuse.kernels._finish import overlap_terms, reduction_weights, safe_ratio
 
 DEFINED_FOR_INTERPRETER = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-FLOAT32_TINY = 1.1754943508222875e-38
-LOG2E = 1.4426950408889634
-LN2 = 0.6931471805599453
+# Literals in the kernels: log2(e) = 1.4426950408889634, ln(2) = 0.6931471805599453, the
+# smallest normal float32 = 1.1754943508222875e-38 (exp and log run as exp2 / log2).
 
 
 @triton.jit
@@ -339,7 +338,8 @@ def _multiclass_backward_kernel(
         inv_z = 1.0 / z
         p = e * inv_z[None, :]
         is_label = classes[:, None] == y[None, :]
-        if HAS_GRAD_TP or (HAS_GRAD_FOCAL and not GAMMA_ZERO):  # the logit at the label (an L1 hit): p_y and log p_y without a class reduction
+        if HAS_GRAD_TP or (HAS_GRAD_FOCAL and not GAMMA_ZERO):
+            # The logit at the label (an L1 hit): p_y and log p_y without a class reduction.
             log_p_y, x_y = _log_p_label(logits_image, _label_offsets(y, pixels, stride_xc, stride_xs, INT64), valid,
                                         max2, z)
             p_y = tl.exp2(x_y * 1.4426950408889634 - max2) * inv_z
