@@ -252,3 +252,24 @@ def test_unknown_skip_absent_is_a_clear_error():
     with pytest.raises(ValueError, match="skip_absent must be False, True, 'zero' or 'drop'"):
         kernels.fused_multiclass_loss(torch.zeros(1, 2, 3), torch.zeros(1, 3, dtype=torch.long),
                                       overlap=kernels.OverlapTerm(2.0, 1.0, 1.0, skip_absent="sometimes"))
+
+
+def test_dice_ce_forward_and_backward_are_three_launches_and_one_autograd_node():
+    """Issue 9's eager overhead: the fused DiceCE is the streaming kernel + the finish, then
+    one backward kernel; autograd sees one node between the loss and the logits."""
+    logits = X.random_logits((2, 5, 6, 7), torch.float32, "cpu", seed=42)
+    labels = X.random_labels((2, 6, 7), 5, torch.int64, "cpu", seed=43, ignore_index=255)
+    launched = []
+
+    def count(kernel, grid, args, kwargs):
+        launched.append(_launch.kernel_name(kernel))
+        return kernel[grid](*args, **kwargs)
+
+    with _launch.launch_hook(count):
+        loss = kernels.fused_multiclass_loss(logits, labels, ignore_index=255,
+                                             overlap=kernels.OverlapTerm(2.0, 1.0, 1.0), ce_weight=1.0)
+        assert launched == ["_multiclass_forward_kernel", "_multiclass_loss_finish_kernel"]
+        node = loss.grad_fn
+        assert [type(n).__name__ for n, _ in node.next_functions if n is not None] == ["AccumulateGrad"]
+        loss.backward()
+    assert launched[2:] == ["_multiclass_backward_kernel"] and torch.isfinite(logits.grad).all()
