@@ -37,9 +37,14 @@ KERNEL_FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 LABEL_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)
 # The multiclass kernels hold a [next_pow2(C), pixels] tile in registers.
 MAX_FUSED_CLASSES = 256
-# The confusion kernel keeps C*C counters per program (a histogram) up to this many bins,
-# and uses global atomics above; past MAX_CONFUSION_CLASSES the torch bincount is used.
+# The confusion kernel counts C x C per program with one-hot products up to 64 classes and
+# with global atomics above; past MAX_CONFUSION_CLASSES the torch bincount is used.
 MAX_CONFUSION_CLASSES = 1024
+# Whether integer class maps (not only scores) take the confusion kernel. A class map is
+# cheap to read, so there the kernel's per-pixel work, not memory, sets its speed:
+# benchmarks/device_check.py times it against torch.bincount ("confusion from class map");
+# set this False if bincount wins on the GPU.
+FUSED_CLASS_MAP_CONFUSION = True
 
 
 def kernels_disabled() -> bool:
@@ -318,7 +323,7 @@ def fused_confusion_available(pred: Tensor, target: Tensor, num_classes: int) ->
     if pred.dtype in KERNEL_FLOAT_DTYPES:
         if pred.dim() < 2 or pred.shape[1] != num_classes or pred.shape[0] != target.shape[0]:
             return False
-    elif pred.dtype not in LABEL_DTYPES or pred.shape != target.shape:
+    elif not FUSED_CLASS_MAP_CONFUSION or pred.dtype not in LABEL_DTYPES or pred.shape != target.shape:
         return False
     return pred.device == target.device and _pixels_fit(target, 1) and _device_eligible(pred)
 
