@@ -37,7 +37,7 @@ KERNEL_FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 LABEL_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.bool)
 # The multiclass kernels hold a [next_pow2(C), pixels] tile in registers.
 MAX_FUSED_CLASSES = 256
-# The confusion kernel counts C x C per program with one-hot products up to 64 classes and
+# The confusion kernel counts C x C per program in private histograms up to 63 classes and
 # with global atomics above; past MAX_CONFUSION_CLASSES the torch bincount is used.
 MAX_CONFUSION_CLASSES = 1024
 # Whether integer class maps (not only scores) take the confusion kernel. A class map is
