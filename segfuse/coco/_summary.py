@@ -1,15 +1,22 @@
-"""The 12 COCO summary numbers, "AP{t}" per threshold, per-category AP and the printed summary.
+"""Summary numbers (COCO's 12, LVIS' 13), "AP{t}" per threshold, per-category AP and the printed summary.
 
-Convention: the 12 keys follow pycocotools' ``summarize`` exactly: "AP" averages precision
-over every threshold at area "all" and maxDets=100 (the literal 100, as pycocotools);
-"AP50", "AP75", "APs", "APm", "APl" and "ARs", "ARm", "ARl" use ``max_dets[2]``; "AR1",
-"AR10", "AR100" are recall at ``max_dets[0]``, ``[1]``, ``[2]`` (so with max_dets
-(1, 5, 20) "AR100" is recall at 20 detections). ``max_dets`` is sorted first; with fewer
-than 3 entries, index i falls back to the last one (pycocotools raises instead). A value
-with no defined entry (no such threshold, area label or cap, or no ground truth at all) is
--1, pycocotools' convention, kept in these 12 keys only for equality with it. Each
-threshold t adds "AP{round(100 t)}" at area "all" and ``max_dets[2]``. Per-category AP
-(area "all", the largest cap) is NaN where the category has no ground truth.
+Convention (COCO): the 12 keys follow pycocotools' ``summarize`` exactly: "AP" averages
+precision over every threshold at area "all" and maxDets=100 (the literal 100, as
+pycocotools); "AP50", "AP75", "APs", "APm", "APl" and "ARs", "ARm", "ARl" use
+``max_dets[2]``; "AR1", "AR10", "AR100" are recall at ``max_dets[0]``, ``[1]``, ``[2]`` (so
+with max_dets (1, 5, 20) "AR100" is recall at 20 detections). ``max_dets`` is sorted
+first; with fewer than 3 entries, index i falls back to the last one (pycocotools raises
+instead). A value with no defined entry (no such threshold, area label or cap, or no
+ground truth at all) is -1, pycocotools' convention, kept in these keys only for equality
+with it. "AP@{m}" is the AP at the largest cap m (area "all"), defined whatever the caps:
+the summary prints it as its first line when 100 is not a cap (where pycocotools prints
+-1). Each threshold t adds "AP{round(100 t)}" at area "all" and ``max_dets[2]``.
+
+Convention (LVIS, the ``lvis`` package's ``summarize``): "AP", "AP50", "AP75", "APs", "APm",
+"APl", "APr", "APc", "APf" (the rare / common / frequent categories) and "AR@{m}",
+"ARs@{m}", "ARm@{m}", "ARl@{m}" at the cap m per image, -1 where undefined.
+
+Per-category AP (area "all", the largest cap) is NaN where the category has no ground truth.
 """
 
 from __future__ import annotations
@@ -19,27 +26,58 @@ import numpy as np
 from segfuse.coco._params import EvalParams
 
 STAT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+LVIS_AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
+FREQUENCY_KEYS = {"APr": "r", "APc": "c", "APf": "f"}
 _LINES = (  # (ap, iou threshold, area label, index into max_dets or None for the literal 100)
     (1, None, "all", None), (1, 0.5, "all", 2), (1, 0.75, "all", 2), (1, None, "small", 2),
     (1, None, "medium", 2), (1, None, "large", 2), (0, None, "all", 0), (0, None, "all", 1),
     (0, None, "all", 2), (0, None, "small", 2), (0, None, "medium", 2), (0, None, "large", 2),
 )
+_LVIS_AP = ((None, "all"), (0.5, "all"), (0.75, "all"), (None, "small"), (None, "medium"), (None, "large"))
+
+
+def headline_key(params: EvalParams) -> str:
+    """The stats key of the AP at the largest cap: "AP@100" by default."""
+    return f"AP@{params.max_dets[-1]}"
 
 
 def coco_stats(precision: np.ndarray, recall: np.ndarray, params: EvalParams) -> dict[str, float]:
-    """The 12 standard keys, then "AP{t}" for every IoU threshold, as floats."""
+    """The 12 standard keys, "AP@{largest cap}", then "AP{t}" for every IoU threshold, as floats."""
     stats = {}
     for key, (ap, thr, area, which) in zip(STAT_KEYS, _LINES):
         stats[key] = _summarize(precision if ap else recall, params, ap, thr, area, _cap(params, which))
+    stats[headline_key(params)] = _summarize(precision, params, 1, None, "all", params.max_dets[-1])
     for thr, key in zip(params.iou_thresholds, params.threshold_keys):
         stats[key] = _summarize(precision, params, 1, thr, "all", _cap(params, 2))
     return stats
 
 
+def lvis_stats(precision: np.ndarray, recall: np.ndarray, params: EvalParams, frequency: list) -> dict[str, float]:
+    """The lvis package's 13 keys, then "AP{t}" for every IoU threshold."""
+    cap = params.max_dets[-1]
+    stats = {}
+    for key, (thr, area) in zip(LVIS_AP_KEYS, _LVIS_AP):
+        stats[key] = _summarize(precision, params, 1, thr, area, cap)
+    for key, group in FREQUENCY_KEYS.items():
+        stats[key] = _summarize(precision, params, 1, None, "all", cap, [f == group for f in frequency])
+    for area, key in (("all", f"AR@{cap}"), ("small", f"ARs@{cap}"), ("medium", f"ARm@{cap}"), ("large", f"ARl@{cap}")):
+        stats[key] = _summarize(recall, params, 0, None, area, cap)
+    for thr, key in zip(params.iou_thresholds, params.threshold_keys):
+        stats[key] = _summarize(precision, params, 1, thr, "all", cap)
+    return stats
+
+
 def summary_lines(stats: dict, params: EvalParams) -> list[str]:
-    """pycocotools' printed lines for the 12 keys, then one line per extra threshold."""
+    """pycocotools' (or lvis') printed lines, then one line per extra threshold."""
+    if params.mode == "lvis":
+        return _lvis_lines(stats, params)
     lines = [_line(ap, thr, area, _cap(params, which), stats[key], params)
              for key, (ap, thr, area, which) in zip(STAT_KEYS, _LINES)]
+    top = params.max_dets[-1]
+    if 100 not in params.max_dets:
+        lines[0] = _line(1, None, "all", top, stats[headline_key(params)], params)
+        lines.append(f" (the first line is AP at maxDets={top}: pycocotools' summarize hard-codes maxDets=100 "
+                     f"there and prints -1; stats['AP'] keeps that -1, stats['{headline_key(params)}'] holds this value)")
     for thr, key in zip(params.iou_thresholds, params.threshold_keys):
         if key not in ("AP50", "AP75"):
             lines.append(_line(1, thr, "all", _cap(params, 2), stats[key], params))
@@ -48,8 +86,7 @@ def summary_lines(stats: dict, params: EvalParams) -> list[str]:
 
 def per_category_ap(precision: np.ndarray, params: EvalParams) -> np.ndarray:
     """(K, 1 + T) AP per category: over all thresholds, then per threshold; NaN if undefined."""
-    area = params.area_labels.index("all") if "all" in params.area_labels else 0
-    block = precision[:, :, :, area, -1]  # (T, R, K)
+    block = precision[:, :, :, params.all_area, -1]  # (T, R, K)
     valid = block > -1
     with np.errstate(invalid="ignore", divide="ignore"):
         overall = np.where(valid, block, 0).sum(axis=(0, 1)) / valid.sum(axis=(0, 1))
@@ -63,11 +100,13 @@ def _cap(params: EvalParams, which) -> int:
     return params.max_dets[min(which, len(params.max_dets) - 1)]
 
 
-def _summarize(values, params: EvalParams, ap: int, thr, area: str, cap: int) -> float:
+def _summarize(values, params: EvalParams, ap: int, thr, area: str, cap: int, categories=None) -> float:
     aind = [i for i, label in enumerate(params.area_labels) if label == area]
     mind = [i for i, m in enumerate(params.max_dets) if m == cap]
     if thr is not None:
         values = values[np.where(thr == params.iou_thresholds)[0]]
+    if categories is not None:
+        values = values[:, :, np.asarray(categories, dtype=bool)] if ap else values[:, np.asarray(categories, dtype=bool)]
     if len(aind) == 1 and len(mind) == 1:
         values = values[..., aind[0], mind[0]]
     else:
@@ -76,9 +115,22 @@ def _summarize(values, params: EvalParams, ap: int, thr, area: str, cap: int) ->
     return -1.0 if len(defined) == 0 else float(np.mean(defined))
 
 
-def _line(ap, thr, area, cap, value, params: EvalParams) -> str:
+def _line(ap, thr, area, cap, value, params: EvalParams, categories: str = "") -> str:
     title = "Average Precision" if ap else "Average Recall"
     kind = "(AP)" if ap else "(AR)"
     thresholds = params.iou_thresholds
     iou = f"{thresholds[0]:0.2f}:{thresholds[-1]:0.2f}" if thr is None else f"{thr:0.2f}"
-    return f" {title:<18} {kind} @[ IoU={iou:<9} | area={area:>6s} | maxDets={cap:>3d} ] = {value:0.3f}"
+    return f" {title:<18} {kind} @[ IoU={iou:<9} | area={area:>6s} | maxDets={cap:>3d}{categories} ] = {value:0.3f}"
+
+
+def _lvis_lines(stats: dict, params: EvalParams) -> list[str]:
+    cap = params.max_dets[-1]
+    rows = [(1, thr, area, "all", key) for key, (thr, area) in zip(LVIS_AP_KEYS, _LVIS_AP)]
+    rows += [(1, None, "all", group, key) for key, group in FREQUENCY_KEYS.items()]
+    rows += [(0, None, area, "all", key) for area, key in (("all", f"AR@{cap}"), ("small", f"ARs@{cap}"),
+                                                             ("medium", f"ARm@{cap}"), ("large", f"ARl@{cap}"))]
+    lines = [_line(ap, thr, area, cap, stats[key], params, f" catIds={group:>3s}") for ap, thr, area, group, key in rows]
+    for thr, key in zip(params.iou_thresholds, params.threshold_keys):
+        if key not in ("AP50", "AP75"):
+            lines.append(_line(1, thr, "all", cap, stats[key], params, " catIds=all"))
+    return lines

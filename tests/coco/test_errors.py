@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from segfuse.coco import evaluate, evaluate_masks
+from segfuse.coco import _pipeline, evaluate, evaluate_masks
 from tests.coco.helpers import make_dataset
 
 
@@ -58,7 +58,9 @@ def test_malformed_segmentation(dataset, segmentation, message):
         evaluate(gt, dt)
 
 
-def test_malformed_rle_counts_name_the_result(dataset):
+def test_malformed_rle_counts_name_the_result(dataset, monkeypatch):
+    """The numpy path checks run totals; the pycocotools path trusts them, as pycocotools does."""
+    monkeypatch.setattr(_pipeline, "backend_for", lambda iou_type: "numpy")
     gt, dt = results_with(dataset, lambda dt: [d.pop("bbox") for d in dt])
     dt[3]["segmentation"] = dict(dt[3]["segmentation"], counts="0")
     with pytest.raises(ValueError, match=r"result #3 .*malformed RLE"):

@@ -1,0 +1,92 @@
+"""pycocotools' C RLE routines, used when pycocotools is installed: rasterisation, area, box and IoU.
+
+Convention: the same C functions pycocotools' COCOeval calls (``rleFrPoly``, ``rleArea``,
+``rleToBbox``, ``rleIou``), so the numbers are pycocotools' by construction. They are
+called per image, never per annotation: polygons of one image are rasterised in one
+call, and the IoU of every kept detection of an image with every ground truth of that
+image is one call (pairs of other categories are computed and not read; the box check
+in C makes them cheap). Without pycocotools the pure-numpy path (``_runs``) is used; the
+tests compare both with pycocotools' Python API. RLE strings are trusted here as
+pycocotools trusts them (characters are checked; run totals are not, since that would
+need a decode in numpy).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:
+    from pycocotools import _mask as _c
+except ImportError:  # pragma: no cover - exercised where pycocotools is absent
+    _c = None
+
+_AREA_CHUNK = 255  # pycocotools 2.0.x ``_mask.area`` fails for 256 or more RLEs under numpy 2
+
+
+def available() -> bool:
+    return _c is not None
+
+
+def rasterize(polygons: list, owner: np.ndarray, heights: np.ndarray, widths: np.ndarray) -> list:
+    """Polygons (flat xy lists) of annotations ``owner`` -> one RLE dict per annotation in ``np.unique(owner)``.
+
+    heights, widths: (N,) image size of each annotation (``owner`` indexes them).
+    Polygons of annotations whose images share (h, w) go through one ``frPoly`` call; an
+    annotation with several polygons is their union (``merge``), as pycocotools' annToRLE.
+    """
+    owners, first = np.unique(owner, return_index=True)
+    size_key = heights[owner] * (int(widths.max(initial=0)) + 1) + widths[owner]
+    by_size = np.argsort(size_key, kind="stable")
+    bounds = np.flatnonzero(np.r_[True, size_key[by_size][1:] != size_key[by_size][:-1], True])
+    rles = [None] * len(polygons)
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        chunk = by_size[a:b].tolist()
+        h, w = int(heights[owner[chunk[0]]]), int(widths[owner[chunk[0]]])
+        for i, rle in zip(chunk, _c.frPoly([polygons[i] for i in chunk], h, w)):
+            rles[i] = rle
+    count = np.diff(np.r_[first, len(owner)])
+    if (count == 1).all():
+        return rles
+    out = []
+    for start, n in zip(first.tolist(), count.tolist()):
+        out.append(rles[start] if n == 1 else _c.merge(rles[start : start + n], 0))
+    return out
+
+
+def from_uncompressed(rles: list) -> list:
+    """RLE dicts with list counts -> compressed RLE dicts."""
+    return [_c.frUncompressedRLE([r], int(r["size"][0]), int(r["size"][1]))[0] for r in rles]
+
+
+def areas(rles: list) -> np.ndarray:
+    """(n,) int64 pixel counts."""
+    if not rles:
+        return np.zeros(0, np.int64)
+    parts = [_c.area(rles[i : i + _AREA_CHUNK]) for i in range(0, len(rles), _AREA_CHUNK)]
+    return np.concatenate(parts).astype(np.int64)
+
+
+def boxes(rles: list) -> np.ndarray:
+    """(n, 4) float64 [x, y, w, h] (pycocotools' toBbox)."""
+    if not rles:
+        return np.zeros((0, 4))
+    return np.asarray(_c.toBbox(rles), dtype=np.float64).reshape(-1, 4)
+
+
+def pair_ious(dt_rles: list, gt_rles: list, gt_crowd: np.ndarray, d: np.ndarray, g: np.ndarray,
+              image: np.ndarray, advance) -> np.ndarray:
+    """(P,) IoU of pairs (dt_rles[d[p]], gt_rles[g[p]]); ``image`` (P,) groups the pairs by image."""
+    out = np.zeros(len(d), dtype=np.float64)
+    if not len(d):
+        return out
+    order = np.argsort(image, kind="stable")
+    bounds = np.flatnonzero(np.r_[True, image[order][1:] != image[order][:-1], True])
+    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        pairs = order[a:b]
+        dts, d_local = np.unique(d[pairs], return_inverse=True)
+        gts, g_local = np.unique(g[pairs], return_inverse=True)
+        matrix = _c.iou([dt_rles[i] for i in dts.tolist()], [gt_rles[j] for j in gts.tolist()],
+                        gt_crowd[gts].astype(np.uint8).tolist())
+        out[pairs] = np.asarray(matrix, dtype=np.float64).reshape(len(dts), len(gts))[d_local, g_local]
+        advance(b - a)
+    return out
