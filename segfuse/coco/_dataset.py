@@ -395,9 +395,10 @@ def _masks(segmentations, heights, widths, name, backend: str):
 def int_ids(values: list, name, what: str) -> np.ndarray:
     """(n,) int64 ids; integral floats are accepted, strings / bools / fractions raise naming ``name(i)``."""
     array = np.array(values) if values else np.zeros(0, np.int64)
-    if array.dtype.kind in "iu" and array.ndim == 1:
+    plain = array.ndim == 1 and bool not in set(map(type, values))  # numpy reads True as 1
+    if plain and array.dtype.kind in "iu":
         return array.astype(np.int64, copy=False)
-    if array.dtype.kind == "f" and array.ndim == 1 and np.isfinite(array).all() and (array == np.round(array)).all():
+    if plain and array.dtype.kind == "f" and np.isfinite(array).all() and (array == np.round(array)).all():
         return array.astype(np.int64)
     for i, v in enumerate(values):
         integral = isinstance(v, int) or (isinstance(v, float) and np.isfinite(v) and v == int(v))
