@@ -43,13 +43,43 @@ def headline_key(params: EvalParams) -> str:
 
 def coco_stats(precision: np.ndarray, recall: np.ndarray, params: EvalParams) -> dict[str, float]:
     """The 12 standard keys, "AP@{largest cap}", then "AP{t}" for every IoU threshold, as floats."""
+    means = _Means(precision, recall, params)
     stats = {}
     for key, (ap, thr, area, which) in zip(STAT_KEYS, _LINES):
-        stats[key] = _summarize(precision if ap else recall, params, ap, thr, area, _cap(params, which))
-    stats[headline_key(params)] = _summarize(precision, params, 1, None, "all", params.max_dets[-1])
+        stats[key] = means.get(ap, thr, area, _cap(params, which))
+    stats[headline_key(params)] = means.get(1, None, "all", params.max_dets[-1])
     for thr, key in zip(params.iou_thresholds, params.threshold_keys):
-        stats[key] = _summarize(precision, params, 1, thr, "all", _cap(params, 2))
+        stats[key] = means.get(1, thr, "all", _cap(params, 2))
     return stats
+
+
+class _Means:
+    """Means of the defined (> -1) entries per (threshold, area, cap), summed once for all the keys.
+
+    The sums run in another order than pycocotools' ``np.mean`` of the selection, so a key
+    can differ from it in the last bits (below 1e-15 relative); odd parameters (repeated
+    area labels or caps) take ``_summarize``'s literal path.
+    """
+
+    def __init__(self, precision, recall, params: EvalParams):
+        self.params, self.precision, self.recall = params, precision, recall
+        valid = precision > -1
+        self.ap_sum = np.where(valid, precision, 0.0).sum(axis=(1, 2))  # (T, A, M)
+        self.ap_count = valid.sum(axis=(1, 2))
+        valid = recall > -1
+        self.ar_sum = np.where(valid, recall, 0.0).sum(axis=1)
+        self.ar_count = valid.sum(axis=1)
+
+    def get(self, ap: int, thr, area: str, cap: int) -> float:
+        params = self.params
+        aind = [i for i, label in enumerate(params.area_labels) if label == area]
+        mind = [i for i, m in enumerate(params.max_dets) if m == cap]
+        if len(aind) != 1 or len(mind) != 1:
+            return _summarize(self.precision if ap else self.recall, params, ap, thr, area, cap)
+        sums, counts = (self.ap_sum, self.ap_count) if ap else (self.ar_sum, self.ar_count)
+        t = slice(None) if thr is None else np.flatnonzero(thr == params.iou_thresholds)
+        total, count = sums[t, aind[0], mind[0]].sum(), counts[t, aind[0], mind[0]].sum()
+        return -1.0 if count == 0 else float(total / count)
 
 
 def lvis_stats(precision: np.ndarray, recall: np.ndarray, params: EvalParams, frequency: list) -> dict[str, float]:

@@ -51,8 +51,8 @@ class CocoEvaluation:
 
     stats: COCO's 12 keys "AP" ... "ARl", "AP@{largest cap}", then "AP{t}" per IoU
         threshold (LVIS: its 13 keys, then "AP{t}"), floats with -1 where undefined.
-    precision: (T, R, K, A, M) float64; recall: (T, K, A, M); scores: (T, R, K, A, M)
-        (-1 where a category has no non-ignored ground truth).
+    precision: (T, R, K, A, M) float64; recall: (T, K, A, M); scores: (T, R, K, A, M), computed on
+        first use (-1 where a category has no non-ignored ground truth).
     per_category: category id -> {"name", "AP", "AP{t}"...} (NaN where undefined); with
         ``use_cats=False`` one entry, id -1.
     analysis(iou=0.5): per-class precision / recall / F1 at the best-F1 score threshold,
@@ -62,7 +62,6 @@ class CocoEvaluation:
     stats: dict
     precision: np.ndarray
     recall: np.ndarray
-    scores: np.ndarray
     per_category: dict
     params: EvalParams = field(repr=False)
     _catalog: Catalog = field(default=None, repr=False)
@@ -70,6 +69,14 @@ class CocoEvaluation:
     _n_results: int = field(default=0, repr=False)
     _results: tuple = field(default=None, repr=False)
     _analyses: dict = field(default_factory=dict, repr=False)
+    _scores: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def scores(self) -> np.ndarray:
+        """(T, R, K, A, M) score at each sampled precision (pycocotools' eval["scores"]); computed on first use."""
+        if self._scores is None:
+            self._scores = _accumulate_matches(self._catalog, self._matched, self.params, with_scores=True)[2]
+        return self._scores
 
     def summary(self) -> str:
         """pycocotools' (or lvis') printed lines, then a line per extra IoU threshold."""
@@ -167,6 +174,16 @@ def evaluate(gt, dt, iou_type: str = "segm", iou_thresholds=None, max_dets=None,
 def finish(catalog: Catalog, matched: Matched, params: EvalParams, results: tuple) -> CocoEvaluation:
     """Outcomes, accumulation and summary of matched detections; ``results``: (image ids, category ids,
     scores) of every input result, for the analysis."""
+    precision, recall, _ = _accumulate_matches(catalog, matched, params, with_scores=False)
+    if params.mode == "lvis":
+        stats = lvis_stats(precision, recall, params, catalog.frequency)
+    else:
+        stats = coco_stats(precision, recall, params)
+    return CocoEvaluation(stats, precision, recall, _per_category(precision, catalog, params), params, catalog,
+                          matched, len(results[0]), results)
+
+
+def _accumulate_matches(catalog: Catalog, matched: Matched, params: EvalParams, with_scores: bool):
     gt, dt = matched.gt, matched.dt
     n_cats = len(catalog.category_ids) if params.use_cats else 1
     gt_ignore = ground_truth_ignore(gt, params)
@@ -175,14 +192,8 @@ def finish(catalog: Catalog, matched: Matched, params: EvalParams, results: tupl
     gt_category = gt.category if params.use_cats else np.zeros(len(gt), dtype=np.int64)
     order = np.lexsort((matched.rank, dt.image, -dt.scores, category))
     n_positive = np.stack([np.bincount(gt_category[~ig], minlength=n_cats) for ig in gt_ignore], axis=1)
-    precision, recall, score_at = accumulate(tp, fp, category, order, matched.rank, dt.scores, n_positive,
-                                             params.max_dets, recall_thresholds())
-    if params.mode == "lvis":
-        stats = lvis_stats(precision, recall, params, catalog.frequency)
-    else:
-        stats = coco_stats(precision, recall, params)
-    return CocoEvaluation(stats, precision, recall, score_at, _per_category(precision, catalog, params), params,
-                          catalog, matched, len(results[0]), results)
+    return accumulate(tp, fp, category, order, matched.rank, dt.scores, n_positive, params.max_dets,
+                      recall_thresholds(), with_scores=with_scores)
 
 
 def outcomes(matched: Matched, gt_ignore: np.ndarray, params: EvalParams) -> tuple[np.ndarray, np.ndarray]:
