@@ -187,13 +187,13 @@ def _accumulate_matches(catalog: Catalog, matched: Matched, params: EvalParams, 
     gt, dt = matched.gt, matched.dt
     n_cats = len(catalog.category_ids) if params.use_cats else 1
     gt_ignore = ground_truth_ignore(gt, params)
-    tp, fp = outcomes(matched, gt_ignore, params)
     category = dt.category if params.use_cats else np.zeros(len(dt), dtype=np.int64)
     gt_category = gt.category if params.use_cats else np.zeros(len(gt), dtype=np.int64)
     order = np.lexsort((matched.rank, dt.image, -dt.scores, category))
     n_positive = np.stack([np.bincount(gt_category[~ig], minlength=n_cats) for ig in gt_ignore], axis=1)
-    return accumulate(tp, fp, category, order, matched.rank, dt.scores, n_positive, params.max_dets,
-                      recall_thresholds(), with_scores=with_scores)
+    dt_outside = area_outside(dt.area, params) | matched.not_exhaustive[None, :]
+    return accumulate(matched.matched, gt_ignore, gt.ids, dt_outside, category, order, matched.rank, dt.scores,
+                      n_positive, params.max_dets, recall_thresholds(), with_scores=with_scores)
 
 
 def outcomes(matched: Matched, gt_ignore: np.ndarray, params: EvalParams) -> tuple[np.ndarray, np.ndarray]:
