@@ -43,7 +43,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--analysis-iou", type=float, default=None, metavar="T",
                         help="IoU threshold of the per-class table and flags (default 0.5, or the smallest threshold)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="processes over image shards (default: several only for large sets; 0 = in process)")
+                        help="processes over image shards (default 1: in this process; more helps only on many free cores)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--out", type=Path, default=None, help="write results.json, CSV tables and plots here")
     parser.add_argument("--no-plots", action="store_true", help="with --out: skip the PNG plots")

@@ -29,10 +29,6 @@ from segfuse.coco._matching import greedy_match
 from segfuse.coco._overlap import Pairs, cell_pairs, pair_ious
 from segfuse.coco._params import EvalParams
 
-AUTO_MIN_RESULTS = 50_000  # below this, starting processes costs more than it saves
-MAX_AUTO_WORKERS = 8
-
-
 @dataclass
 class Matched:
     """Matches of one or more shards.
@@ -121,15 +117,19 @@ def _kept_detections(dt: Instances, cell: np.ndarray, cap: int) -> tuple[np.ndar
 _SOURCES: tuple | None = None  # (gt_anns, dt_anns), inherited by forked workers
 
 
-def resolve_workers(workers, n_results: int) -> int:
-    """None: several processes only for large result sets where fork exists; an int is taken as given (0 = 1)."""
-    if workers is not None:
-        if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
-            raise ValueError(f"workers must be an int >= 0 or None, got {workers!r}")
-        return max(int(workers), 1)
-    if n_results < AUTO_MIN_RESULTS or not _fork_available():
+def resolve_workers(workers) -> int:
+    """None (the default) and 0 evaluate in this process; an int n >= 1 uses n processes.
+
+    Convention: the default is one process. On the 2-core machine of the benchmarks two
+    processes were slower than one (forking, copy-on-write of the loaded JSON, merging the
+    shards' arrays outweigh the halved per-image stage; benchmarks/results/coco.md), so
+    several processes are opt-in, for machines with many free cores.
+    """
+    if workers is None:
         return 1
-    return max(1, min(_cpu_count(), MAX_AUTO_WORKERS))
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0:
+        raise ValueError(f"workers must be an int >= 0 or None, got {workers!r}")
+    return max(int(workers), 1)
 
 
 def match_in_processes(catalog: Catalog, gt: Instances, dt: Instances, params: EvalParams, gt_anns: list,

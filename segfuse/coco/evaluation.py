@@ -141,8 +141,8 @@ def evaluate(gt, dt, iou_type: str = "segm", iou_thresholds=None, max_dets=None,
         image_ids, category_ids: evaluate only these ground-truth ids (default all).
         min_score: drop results scored below it before evaluating (default keep all).
         dilation_ratio: Boundary IoU band width as a fraction of the image diagonal (0.02).
-        workers: processes over image shards (None: several only for large sets where
-            fork exists; 0 or 1: in this process). The numbers do not depend on it.
+        workers: processes over image shards (None, 0 or 1: this process; n > 1 forks n
+            workers where fork exists). The numbers do not depend on it.
         progress: show a progress bar (None: when stdout is a terminal and there are many images).
 
     Returns:
@@ -164,7 +164,7 @@ def evaluate(gt, dt, iou_type: str = "segm", iou_thresholds=None, max_dets=None,
     dt_table_all = dt_table
     gt_table, dt_table, catalog = restrict(gt_table, dt_table, full, params)
     show = _progress.wanted(progress, len(catalog.image_ids))
-    n_workers = resolve_workers(workers, len(dt_table))
+    n_workers = resolve_workers(workers)
     matched = match_in_processes(catalog, gt_table, dt_table, params, gt_data["annotations"], dt_anns, box_mode,
                                  _pipeline.backend_for(params.iou_type), n_workers, show)
     results = (full.image_ids[dt_table_all.image], full.category_ids[dt_table_all.category], dt_table_all.scores)
