@@ -75,18 +75,46 @@ def boxes(rles: list) -> np.ndarray:
 
 def pair_ious(dt_rles: list, gt_rles: list, gt_crowd: np.ndarray, d: np.ndarray, g: np.ndarray,
               image: np.ndarray, advance) -> np.ndarray:
-    """(P,) IoU of pairs (dt_rles[d[p]], gt_rles[g[p]]); ``image`` (P,) groups the pairs by image."""
+    """(P,) IoU of pairs (dt_rles[d[p]], gt_rles[g[p]]); ``image`` (P,) groups the pairs by image.
+
+    The detections and ground truths of each image and every pair's place in that image's
+    (detections x ground truths) matrix are found for all images at once; the loop only
+    slices them and calls C.
+    """
     out = np.zeros(len(d), dtype=np.float64)
     if not len(d):
         return out
-    order = np.argsort(image, kind="stable")
-    bounds = np.flatnonzero(np.r_[True, image[order][1:] != image[order][:-1], True])
-    for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-        pairs = order[a:b]
-        dts, d_local = np.unique(d[pairs], return_inverse=True)
-        gts, g_local = np.unique(g[pairs], return_inverse=True)
-        matrix = _c.iou([dt_rles[i] for i in dts.tolist()], [gt_rles[j] for j in gts.tolist()],
-                        gt_crowd[gts].astype(np.uint8).tolist())
-        out[pairs] = np.asarray(matrix, dtype=np.float64).reshape(len(dts), len(gts))[d_local, g_local]
-        advance(b - a)
+    by_dt = np.lexsort((d, image))
+    by_gt = np.lexsort((g, image))
+    pair_bounds = _run_bounds(image[by_dt])
+    dts, row, dt_bounds = _members(d[by_dt], image[by_dt], pair_bounds)
+    gts, col, gt_bounds = _members(g[by_gt], image[by_gt], pair_bounds)
+    flat = np.empty(len(d), dtype=np.int64)
+    flat[by_dt] = row * np.repeat(np.diff(gt_bounds), np.diff(pair_bounds))
+    flat[by_gt] += col
+    crowd = gt_crowd[gts].astype(np.uint8)
+    dts, gts = dts.tolist(), gts.tolist()
+    for i in range(len(pair_bounds) - 1):
+        a, b, c0, c1 = int(dt_bounds[i]), int(dt_bounds[i + 1]), int(gt_bounds[i]), int(gt_bounds[i + 1])
+        matrix = _c.iou([dt_rles[k] for k in dts[a:b]], [gt_rles[k] for k in gts[c0:c1]], crowd[c0:c1].tolist())
+        pairs = by_dt[pair_bounds[i] : pair_bounds[i + 1]]
+        out[pairs] = np.asarray(matrix, dtype=np.float64).reshape(-1)[flat[pairs]]
+        advance(len(pairs))
     return out
+
+
+def _run_bounds(sorted_values: np.ndarray) -> np.ndarray:
+    """Start of each run of equal values, then the length."""
+    change = np.flatnonzero(sorted_values[1:] != sorted_values[:-1]) + 1
+    return np.concatenate(([0], change, [len(sorted_values)]))
+
+
+def _members(member: np.ndarray, image: np.ndarray, pair_bounds: np.ndarray):
+    """For pairs sorted by (image, member): the distinct members of every image laid end to end, each
+    pair's index among its image's members, and the member bounds per image."""
+    new = np.ones(len(member), dtype=bool)
+    new[1:] = (member[1:] != member[:-1]) | (image[1:] != image[:-1])
+    index = np.cumsum(new) - 1  # among all distinct (image, member)
+    first = index[pair_bounds[:-1]]
+    local = index - np.repeat(first, np.diff(pair_bounds))
+    return member[new], local, np.concatenate((first, [int(new.sum())]))

@@ -10,9 +10,9 @@ Vectorised: the candidate (detection, ground truth) pairs are sorted once by (de
 rank, detection, IoU, gt index). With the thresholds ascending, the thresholds a pair passes
 form a prefix, so the candidates of each (detection, threshold) block are a suffix of the
 detection's pairs and the blocks are laid out without sorting the expanded triples. The
-Python loop runs over ranks (<= max_dets) and area ranges, not over images, categories,
-thresholds or pairs; at each step every block takes its last still-free non-ignored
-candidate, else its last still-free one.
+Python loop runs over ranks (<= max_dets), not over area ranges, images, categories,
+thresholds or pairs; at each step every block of every area range takes its last
+still-free non-ignored candidate, else its last still-free one.
 """
 
 from __future__ import annotations
@@ -53,13 +53,18 @@ def greedy_match(pairs: Pairs, dt_rank: np.ndarray, gt_ignore: np.ndarray, gt_cr
     c = _candidates(pairs, dt_rank, np.minimum(thresholds, 1 - 1e-10)[by_threshold])
     state, crowd, slot = c.thr * n_gt + c.gt, gt_crowd[c.gt], by_threshold[c.thr] * n_dt + c.dt
     taken = np.zeros(n_areas * n_thr * n_gt, dtype=bool)
-    for start, stop in zip(c.rank_bounds[:-1], c.rank_bounds[1:]):
-        for a in range(n_areas):
-            shift = a * n_thr * n_gt
-            chosen = start + _choose(taken[state[start:stop] + shift] & ~crowd[start:stop],
-                                     ~gt_ignore[a, c.gt[start:stop]], c.block[start:stop])
-            taken[state[chosen] + shift] = True
-            matched[a * n_thr * n_dt + slot[chosen]] = c.gt[chosen]
+    area_state = (np.arange(n_areas) * (n_thr * n_gt))[:, None]
+    area_block = (np.arange(n_areas) * (int(c.block[-1]) + 1 if len(c.block) else 1))[:, None]
+    area_slot = np.arange(n_areas) * (n_thr * n_dt)
+    for start, stop in zip(c.rank_bounds[:-1].tolist(), c.rank_bounds[1:].tolist()):
+        # every area range at once: (A, n) candidates, blocks kept apart per area
+        where = (state[start:stop] + area_state).reshape(-1)
+        busy = taken[where].reshape(n_areas, -1) & ~crowd[start:stop]
+        chosen = _choose(busy.reshape(-1), ~gt_ignore[:, c.gt[start:stop]].reshape(-1),
+                         (c.block[start:stop] + area_block).reshape(-1))
+        area, local = np.divmod(chosen, stop - start)
+        taken[where[chosen]] = True
+        matched[area_slot[area] + slot[start + local]] = c.gt[start + local]
         advance(1)
     return matched.reshape(n_areas, n_thr, n_dt)
 
