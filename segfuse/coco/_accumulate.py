@@ -27,15 +27,92 @@ from __future__ import annotations
 
 import numpy as np
 
-from segfuse.coco._ragged import offsets_from_lengths
+from segfuse.coco._ragged import local_index, offsets_from_lengths
 
 CHUNK_ELEMENTS = 1 << 22  # (row, detection) cells scanned for matches at a time
 
 
+class Curves:
+    """The accumulated precision-recall curves of every (cap, area, threshold, category), arrays on demand.
+
+    recall: (T, K, A, M) (always built; small). ``precision()`` and ``scores()`` build
+    pycocotools' (T, R, K, A, M) arrays; ``precision_sums()`` gives their sums over the
+    recall thresholds without building them (what the summary and the per-category AP need).
+    """
+
+    def __init__(self, tables: dict, need: np.ndarray, present: np.ndarray, source: list, shape: tuple,
+                 recall: np.ndarray):
+        self._tables, self._need, self.present, self._source, self._shape = tables, need, present, source, shape
+        self.recall = recall
+        self._sums = None
+
+    def precision(self) -> np.ndarray:
+        return self._materialize(self._tables["q"])
+
+    def scores(self) -> np.ndarray:
+        return self._materialize(self._score_table())
+
+    def precision_sums(self) -> np.ndarray:
+        """(T, A, M, K) sum over the R recall thresholds of the precision (0 where a category has no ground truth).
+
+        A group's R values are its table read at the distinct needs c with their multiplicities,
+        so only sum_c (count of c) * table[c] is computed.
+        """
+        if self._sums is None:
+            self._sums = self._precision_sums()
+        return self._sums
+
+    def _precision_sums(self) -> np.ndarray:
+        n_areas, n_thr, n_unique, n_cat, n_rec = self._shape
+        t = self._tables
+        need = self._need  # (A, K, R)
+        distinct = np.ones(need.shape, dtype=bool)
+        distinct[:, :, 1:] = need[:, :, 1:] != need[:, :, :-1]
+        ak, r = np.nonzero(distinct.reshape(n_areas * n_cat, n_rec))
+        value = need.reshape(n_areas * n_cat, n_rec)[ak, r]
+        bounds = offsets_from_lengths(np.bincount(ak, minlength=n_areas * n_cat))
+        multiplicity = np.diff(np.append(r, n_rec))
+        multiplicity[bounds[1:][bounds[1:] > 0] - 1] = n_rec - r[bounds[1:][bounds[1:] > 0] - 1]
+        groups = np.arange(len(t["n_tp"]))
+        k = groups % n_cat
+        row = (groups // n_cat) % (n_areas * n_thr)
+        key = (row // n_thr) * n_cat + k
+        count = bounds[key + 1] - bounds[key]
+        owner = np.repeat(groups, count)
+        entry = np.repeat(bounds[key], count) + local_index(offsets_from_lengths(count))
+        index = t["start"][owner] + np.minimum(value[entry], t["n_tp"][owner] + 1)
+        sums = np.bincount(owner, weights=t["q"][index] * multiplicity[entry], minlength=len(groups))
+        sums = sums.reshape(n_unique, n_areas, n_thr, n_cat)[np.asarray(self._source)]  # (M, A, T, K)
+        sums *= self.present.T[None, :, None, :]
+        return sums.transpose(2, 1, 0, 3)
+
+    def _score_table(self) -> np.ndarray:
+        t = self._tables
+        table = np.zeros(len(t["q"]))
+        table[t["slot"]] = t["tp_scores"]
+        table[t["start"][t["cell_group"]]] = t["first_score"][None, :]  # recall 0: the first detection (0 if none)
+        return table
+
+    def _materialize(self, table: np.ndarray) -> np.ndarray:
+        n_areas, n_thr, n_unique, n_cat, n_rec = self._shape
+        t = self._tables
+        cell = t["cell_group"]  # (B, S)
+        need = np.tile(self._need, (1, n_unique, 1))[np.arange(n_areas * n_thr) // n_thr]  # (B, S, R)
+        index = np.minimum(need, (t["n_tp"][cell] + 1)[:, :, None])
+        index += t["start"][cell][:, :, None]
+        out = np.take(table, index)
+        area, seg = np.nonzero(np.tile(~self.present.T, (1, n_unique)))
+        out.reshape(n_areas, n_thr, n_unique * n_cat, n_rec)[area, :, seg, :] = -1
+        out = out.reshape(self._shape)
+        if n_unique != len(self._source):
+            out = out[:, :, np.asarray(self._source)]
+        return out.transpose(1, 4, 3, 0, 2)
+
+
 def accumulate(matched: np.ndarray, gt_ignore: np.ndarray, gt_ids: np.ndarray, dt_outside: np.ndarray,
                dt_category: np.ndarray, order: np.ndarray, dt_rank: np.ndarray, scores: np.ndarray,
-               n_positive: np.ndarray, max_dets, recall_thresholds: np.ndarray, with_scores: bool = True):
-    """Precision (T, R, K, A, M), recall (T, K, A, M) and scores (T, R, K, A, M, or None) arrays.
+               n_positive: np.ndarray, max_dets, recall_thresholds: np.ndarray) -> Curves:
+    """The curves of pycocotools' accumulate: precision (T, R, K, A, M), recall (T, K, A, M), scores.
 
     Args:
         matched: (A, T, D) index of the ground truth each detection matched, -1 if none.
@@ -45,9 +122,6 @@ def accumulate(matched: np.ndarray, gt_ignore: np.ndarray, gt_ids: np.ndarray, d
         dt_category: (D,) category index; order: (D,) detections sorted by (category,
             -score, image, rank); dt_rank: (D,); scores: (D,).
         n_positive: (K, A) number of non-ignored ground truths.
-        with_scores: False skips the scores array.
-
-    The arrays are transposed views of contiguous (A, T, M, K, R) / (A, T, M, K) blocks.
     """
     n_areas, n_thr, n_dt = matched.shape
     n_cat, n_rec = n_positive.shape[0], len(recall_thresholds)
@@ -64,25 +138,18 @@ def accumulate(matched: np.ndarray, gt_ignore: np.ndarray, gt_ids: np.ndarray, d
     out_prefix = _outside_prefix(dt_outside[:, order], lists)  # (A, L + 1)
     entries = _matched_entries(matched, gt_ignore, gt_ids, dt_outside, order, n_thr)
     tp = _true_positives(entries, lists, category, dt_rank[order], seg_start, out_prefix, n_rows, n_thr, n_cat)
-    positives = np.maximum(n_positive, 1).T  # (A, K)
-    need = np.tile(counts_needed(positives, recall_thresholds), (1, n_unique, 1))  # (A, S, R), s = u * K + k
-    q = np.empty((n_rows, n_seg, n_rec))
-    s = np.empty((n_rows, n_seg, n_rec)) if with_scores else None
-    recall = np.empty((n_rows, n_seg))
-    _fill(tp, scores[order], first_score, need[np.arange(n_rows) // n_thr], seg_len,
-          np.tile(positives, (1, n_unique))[np.arange(n_rows) // n_thr], q, s, recall)
-    area, seg = np.nonzero(np.tile(n_positive.T == 0, (1, n_unique)))  # (a, u * K + k) without ground truth
-    for array in (q, s):
-        if array is not None:
-            array.reshape(n_areas, n_thr, n_seg, n_rec)[area, :, seg, :] = -1
+    tables = _tables(tp, n_rows, n_seg, n_cat)
+    tables.update(tp_scores=scores[order][tp["position"]], first_score=first_score)
+    present = n_positive > 0  # (K, A)
+    positives = np.tile(np.maximum(n_positive, 1).T, (1, n_unique))[np.arange(n_rows) // n_thr]  # (B, S)
+    recall = tables["n_tp"][tables["cell_group"]] / positives
+    area, seg = np.nonzero(np.tile(~present.T, (1, n_unique)))
     recall.reshape(n_areas, n_thr, n_seg)[area, :, seg] = -1
-    shape = (n_areas, n_thr, n_unique, n_cat, n_rec)
-    pick = (lambda x: x) if n_unique == len(max_dets) else (lambda x: x[:, :, np.asarray(source)])
-    q = pick(q.reshape(shape)).transpose(1, 4, 3, 0, 2)
-    recall = pick(recall.reshape(shape[:4])).transpose(1, 3, 0, 2)
-    if s is not None:
-        s = pick(s.reshape(shape)).transpose(1, 4, 3, 0, 2)
-    return q, recall, s
+    recall = recall.reshape(n_areas, n_thr, n_unique, n_cat)
+    if n_unique != len(max_dets):
+        recall = recall[:, :, np.asarray(source)]
+    need = counts_needed(np.maximum(n_positive, 1).T, recall_thresholds)  # (A, K, R)
+    return Curves(tables, need, present, source, (n_areas, n_thr, n_unique, n_cat, n_rec), recall.transpose(1, 3, 0, 2))
 
 
 def _capped_lists(rank_in_order, max_dets):
@@ -169,32 +236,20 @@ def _true_positives(entries, lists, category, rank_in_order, seg_start, out_pref
             "n_cat": n_cat}
 
 
-def _fill(tp, scores_in_order, first_score, need, seg_len, positives, q, s, recall) -> None:
-    """q, s (B, S, R) and recall (B, S) from the TP tables; TP groups are numbered (u * B + row) * K + k
-    and output cells (row, s = u * K + k)."""
-    n_rows, n_seg, _ = q.shape
+def _tables(tp: dict, n_rows: int, n_seg: int, n_cat: int) -> dict:
+    """Per TP group (numbered (u * B + row) * K + k): [value at c = 0, suffix maxima at c = 1..n, closing 0]."""
     group = tp["group"]
     n_groups = n_rows * n_seg
     n_tp = np.bincount(group, minlength=n_groups)
     tp_offsets = offsets_from_lengths(n_tp)
-    table_start = tp_offsets[:-1] + 2 * np.arange(n_groups)  # [c = 0, TP 1, ..., TP n, 0] per group
+    start = tp_offsets[:-1] + 2 * np.arange(n_groups)
     slot = np.arange(len(group)) + 2 * group + 1
-    size = int(table_start[-1] + n_tp[-1] + 2) if n_groups else 1
+    size = int(start[-1] + n_tp[-1] + 2) if n_groups else 1
+    q = np.zeros(size)
+    q[slot] = _group_suffix_max(tp["value"], tp_offsets)
     nonempty = n_tp > 0
-    q_table = np.zeros(size)
-    q_table[slot] = _group_suffix_max(tp["value"], tp_offsets)
-    q_table[table_start[nonempty]] = q_table[table_start[nonempty] + 1]  # recall 0: the maximum over all TPs
-    cell_group = _cell_groups(n_rows, n_seg, tp["n_cat"])  # (B, S)
-    n_tp_cell = n_tp[cell_group]
-    index = np.minimum(need, (n_tp_cell + 1)[:, :, None])
-    index += table_start[cell_group][:, :, None]
-    np.take(q_table, index, out=q)
-    if s is not None:
-        s_table = np.zeros(size)
-        s_table[slot] = scores_in_order[tp["position"]]
-        s_table[table_start[cell_group]] = first_score[None, :]  # recall 0: the first detection's score (0 if none)
-        np.take(s_table, index, out=s)
-    recall[...] = n_tp_cell / positives
+    q[start[nonempty]] = q[start[nonempty] + 1]  # recall 0: the maximum over all TPs
+    return {"q": q, "start": start, "n_tp": n_tp, "slot": slot, "cell_group": _cell_groups(n_rows, n_seg, n_cat)}
 
 
 def _cell_groups(n_rows: int, n_seg: int, n_cat: int) -> np.ndarray:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from segfuse.coco._params import EvalParams
+from segfuse.coco._params import EvalParams, recall_thresholds
 
 STAT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 LVIS_AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
@@ -41,9 +41,9 @@ def headline_key(params: EvalParams) -> str:
     return f"AP@{params.max_dets[-1]}"
 
 
-def coco_stats(precision: np.ndarray, recall: np.ndarray, params: EvalParams) -> dict[str, float]:
+def coco_stats(curves, params: EvalParams) -> dict[str, float]:
     """The 12 standard keys, "AP@{largest cap}", then "AP{t}" for every IoU threshold, as floats."""
-    means = _Means(precision, recall, params)
+    means = _Means(curves, params)
     stats = {}
     for key, (ap, thr, area, which) in zip(STAT_KEYS, _LINES):
         stats[key] = means.get(ap, thr, area, _cap(params, which))
@@ -53,48 +53,59 @@ def coco_stats(precision: np.ndarray, recall: np.ndarray, params: EvalParams) ->
     return stats
 
 
-class _Means:
-    """Means of the defined (> -1) entries per (threshold, area, cap), summed once for all the keys.
+def lvis_stats(curves, params: EvalParams, frequency: list) -> dict[str, float]:
+    """The lvis package's 13 keys, then "AP{t}" for every IoU threshold."""
+    means = _Means(curves, params)
+    cap = params.max_dets[-1]
+    stats = {}
+    for key, (thr, area) in zip(LVIS_AP_KEYS, _LVIS_AP):
+        stats[key] = means.get(1, thr, area, cap)
+    for key, group in FREQUENCY_KEYS.items():
+        stats[key] = means.get(1, None, "all", cap, np.array([f == group for f in frequency], dtype=bool))
+    for area, key in (("all", f"AR@{cap}"), ("small", f"ARs@{cap}"), ("medium", f"ARm@{cap}"), ("large", f"ARl@{cap}")):
+        stats[key] = means.get(0, None, area, cap)
+    for thr, key in zip(params.iou_thresholds, params.threshold_keys):
+        stats[key] = means.get(1, thr, "all", cap)
+    return stats
 
-    The sums run in another order than pycocotools' ``np.mean`` of the selection, so a key
-    can differ from it in the last bits (below 1e-15 relative); odd parameters (repeated
-    area labels or caps) take ``_summarize``'s literal path.
+
+class _Means:
+    """Means of the defined (> -1) entries per (threshold, area, cap), from per-category sums.
+
+    The precision sums over the recall thresholds come from the accumulated tables without
+    building pycocotools' (T, R, K, A, M) array; they run in another order than pycocotools'
+    ``np.mean`` of the selection, so a key can differ from it in the last bits (below 1e-15
+    relative). Odd parameters (repeated area labels or caps) take ``_summarize``'s literal
+    path on the built arrays.
     """
 
-    def __init__(self, precision, recall, params: EvalParams):
-        self.params, self.precision, self.recall = params, precision, recall
-        valid = precision > -1
-        self.ap_sum = np.where(valid, precision, 0.0).sum(axis=(1, 2))  # (T, A, M)
-        self.ap_count = valid.sum(axis=(1, 2))
+    def __init__(self, curves, params: EvalParams):
+        self.params, self.curves = params, curves
+        self.ap_sum = curves.precision_sums()  # (T, A, M, K)
+        self.present = curves.present  # (K, A)
+        self.n_rec = len(recall_thresholds())
+        recall = curves.recall  # (T, K, A, M)
         valid = recall > -1
-        self.ar_sum = np.where(valid, recall, 0.0).sum(axis=1)
+        self.ar_sum = np.where(valid, recall, 0.0).sum(axis=1)  # (T, A, M)
         self.ar_count = valid.sum(axis=1)
 
-    def get(self, ap: int, thr, area: str, cap: int) -> float:
+    def get(self, ap: int, thr, area: str, cap: int, categories=None) -> float:
         params = self.params
         aind = [i for i, label in enumerate(params.area_labels) if label == area]
         mind = [i for i, m in enumerate(params.max_dets) if m == cap]
         if len(aind) != 1 or len(mind) != 1:
-            return _summarize(self.precision if ap else self.recall, params, ap, thr, area, cap)
-        sums, counts = (self.ap_sum, self.ap_count) if ap else (self.ar_sum, self.ar_count)
+            values = self.curves.precision() if ap else self.curves.recall
+            return _summarize(values, params, ap, thr, area, cap, categories)
+        a, m = aind[0], mind[0]
         t = slice(None) if thr is None else np.flatnonzero(thr == params.iou_thresholds)
-        total, count = sums[t, aind[0], mind[0]].sum(), counts[t, aind[0], mind[0]].sum()
+        if ap:
+            chosen = self.present[:, a] if categories is None else self.present[:, a] & categories
+            n_thr = len(params.iou_thresholds) if thr is None else len(t)
+            total = self.ap_sum[t, a, m][..., chosen].sum()
+            count = n_thr * self.n_rec * int(chosen.sum())
+        else:
+            total, count = self.ar_sum[t, a, m].sum(), self.ar_count[t, a, m].sum()
         return -1.0 if count == 0 else float(total / count)
-
-
-def lvis_stats(precision: np.ndarray, recall: np.ndarray, params: EvalParams, frequency: list) -> dict[str, float]:
-    """The lvis package's 13 keys, then "AP{t}" for every IoU threshold."""
-    cap = params.max_dets[-1]
-    stats = {}
-    for key, (thr, area) in zip(LVIS_AP_KEYS, _LVIS_AP):
-        stats[key] = _summarize(precision, params, 1, thr, area, cap)
-    for key, group in FREQUENCY_KEYS.items():
-        stats[key] = _summarize(precision, params, 1, None, "all", cap, [f == group for f in frequency])
-    for area, key in (("all", f"AR@{cap}"), ("small", f"ARs@{cap}"), ("medium", f"ARm@{cap}"), ("large", f"ARl@{cap}")):
-        stats[key] = _summarize(recall, params, 0, None, area, cap)
-    for thr, key in zip(params.iou_thresholds, params.threshold_keys):
-        stats[key] = _summarize(precision, params, 1, thr, "all", cap)
-    return stats
 
 
 def summary_lines(stats: dict, params: EvalParams) -> list[str]:
@@ -114,13 +125,15 @@ def summary_lines(stats: dict, params: EvalParams) -> list[str]:
     return lines
 
 
-def per_category_ap(precision: np.ndarray, params: EvalParams) -> np.ndarray:
-    """(K, 1 + T) AP per category: over all thresholds, then per threshold; NaN if undefined."""
-    block = precision[:, :, :, params.all_area, -1]  # (T, R, K)
-    valid = block > -1
+def per_category_ap(curves, params: EvalParams) -> np.ndarray:
+    """(K, 1 + T) AP per category (area "all", the largest cap): over all thresholds, then per
+    threshold; NaN where the category has no ground truth."""
+    sums = curves.precision_sums()[:, params.all_area, -1, :]  # (T, K)
+    present = curves.present[:, params.all_area]
+    n_rec = len(recall_thresholds())
     with np.errstate(invalid="ignore", divide="ignore"):
-        overall = np.where(valid, block, 0).sum(axis=(0, 1)) / valid.sum(axis=(0, 1))
-        each = np.where(valid, block, 0).sum(axis=1) / valid.sum(axis=1)
+        overall = np.where(present, sums.sum(axis=0) / (sums.shape[0] * n_rec), np.nan)
+        each = np.where(present[None, :], sums / n_rec, np.nan)
     return np.column_stack([overall, each.T])
 
 

@@ -60,7 +60,6 @@ class CocoEvaluation:
     """
 
     stats: dict
-    precision: np.ndarray
     recall: np.ndarray
     per_category: dict
     params: EvalParams = field(repr=False)
@@ -69,14 +68,22 @@ class CocoEvaluation:
     _n_results: int = field(default=0, repr=False)
     _results: tuple = field(default=None, repr=False)
     _analyses: dict = field(default_factory=dict, repr=False)
-    _scores: np.ndarray | None = field(default=None, repr=False)
+    _curves: object = field(default=None, repr=False)
+    _arrays: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def precision(self) -> np.ndarray:
+        """(T, R, K, A, M) interpolated precision (pycocotools' eval["precision"]); built on first use."""
+        if "precision" not in self._arrays:
+            self._arrays["precision"] = self._curves.precision()
+        return self._arrays["precision"]
 
     @property
     def scores(self) -> np.ndarray:
-        """(T, R, K, A, M) score at each sampled precision (pycocotools' eval["scores"]); computed on first use."""
-        if self._scores is None:
-            self._scores = _accumulate_matches(self._catalog, self._matched, self.params, with_scores=True)[2]
-        return self._scores
+        """(T, R, K, A, M) score at each sampled precision (pycocotools' eval["scores"]); built on first use."""
+        if "scores" not in self._arrays:
+            self._arrays["scores"] = self._curves.scores()
+        return self._arrays["scores"]
 
     def summary(self) -> str:
         """pycocotools' (or lvis') printed lines, then a line per extra IoU threshold."""
@@ -172,18 +179,18 @@ def evaluate(gt, dt, iou_type: str = "segm", iou_thresholds=None, max_dets=None,
 
 
 def finish(catalog: Catalog, matched: Matched, params: EvalParams, results: tuple) -> CocoEvaluation:
-    """Outcomes, accumulation and summary of matched detections; ``results``: (image ids, category ids,
-    scores) of every input result, for the analysis."""
-    precision, recall, _ = _accumulate_matches(catalog, matched, params, with_scores=False)
+    """Accumulation and summary of matched detections; ``results``: (image ids, category ids, scores)
+    of every input result, for the analysis."""
+    curves = _accumulate_matches(catalog, matched, params)
     if params.mode == "lvis":
-        stats = lvis_stats(precision, recall, params, catalog.frequency)
+        stats = lvis_stats(curves, params, catalog.frequency)
     else:
-        stats = coco_stats(precision, recall, params)
-    return CocoEvaluation(stats, precision, recall, _per_category(precision, catalog, params), params, catalog,
-                          matched, len(results[0]), results)
+        stats = coco_stats(curves, params)
+    return CocoEvaluation(stats, curves.recall, _per_category(curves, catalog, params), params, catalog, matched,
+                          len(results[0]), results, _curves=curves)
 
 
-def _accumulate_matches(catalog: Catalog, matched: Matched, params: EvalParams, with_scores: bool):
+def _accumulate_matches(catalog: Catalog, matched: Matched, params: EvalParams):
     gt, dt = matched.gt, matched.dt
     n_cats = len(catalog.category_ids) if params.use_cats else 1
     gt_ignore = ground_truth_ignore(gt, params)
@@ -193,28 +200,11 @@ def _accumulate_matches(catalog: Catalog, matched: Matched, params: EvalParams, 
     n_positive = np.stack([np.bincount(gt_category[~ig], minlength=n_cats) for ig in gt_ignore], axis=1)
     dt_outside = area_outside(dt.area, params) | matched.not_exhaustive[None, :]
     return accumulate(matched.matched, gt_ignore, gt.ids, dt_outside, category, order, matched.rank, dt.scores,
-                      n_positive, params.max_dets, recall_thresholds(), with_scores=with_scores)
+                      n_positive, params.max_dets, recall_thresholds())
 
 
-def outcomes(matched: Matched, gt_ignore: np.ndarray, params: EvalParams) -> tuple[np.ndarray, np.ndarray]:
-    """(A, T, D) TP and FP flags from matches (pycocotools' dtMatches / dtIgnore rules, LVIS' not-exhaustive).
-
-    Index -1 (no match) reads an appended id 0 / not-ignored entry, so no masking pass is
-    needed; as pycocotools, a match to a ground truth whose id is 0 counts as unmatched.
-    """
-    index = matched.matched
-    dtm = np.r_[matched.gt.ids, 0][index]
-    unmatched = dtm == 0
-    ignore = np.concatenate([gt_ignore, np.zeros((len(gt_ignore), 1), bool)], axis=1)
-    ignored = np.take_along_axis(ignore[:, None, :], index.astype(np.intp), axis=2)
-    outside = area_outside(matched.dt.area, params) | matched.not_exhaustive[None, :]
-    ignored |= unmatched & outside[:, None, :]
-    counted = ~ignored
-    return ~unmatched & counted, unmatched & counted
-
-
-def _per_category(precision: np.ndarray, catalog: Catalog, params: EvalParams) -> dict:
-    table = per_category_ap(precision, params)
+def _per_category(curves, catalog: Catalog, params: EvalParams) -> dict:
+    table = per_category_ap(curves, params)
     keys = ["AP"] + params.threshold_keys
     if not params.use_cats:
         return {AGNOSTIC_ID: {"name": "all categories", **{k: float(v) for k, v in zip(keys, table[0])}}}
