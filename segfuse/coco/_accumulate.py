@@ -203,37 +203,33 @@ def _matched_entries(matched, gt_ignore, gt_ids, dt_outside, order, n_thr) -> di
 
 
 def _true_positives(entries, lists, category, rank_in_order, seg_start, out_prefix, n_rows, n_thr, n_cat) -> dict:
-    """The TPs of every (list, row, category) group, in order: group id, value j / (j + f_j + eps), position."""
-    groups, values, where = [], [], []
-    offset = 0
-    for u, keep in enumerate(lists):
-        mine = keep[entries["position"]]
-        row = entries["row"][mine]
-        position = entries["position"][mine]
-        place = np.cumsum(keep) - 1  # position in this list
-        at = place[position] + offset  # position in the lists laid end to end
-        seg = u * n_cat + category[position]
-        group = (u * n_rows + row) * n_cat + category[position]
-        is_tp = entries["tp"][mine]
-        weight = np.cumsum(entries["weight"][mine])  # running over the group: subtract its value before the group
-        new = np.ones(len(group), dtype=bool)
-        new[1:] = group[1:] != group[:-1]
-        first = np.flatnonzero(new)
-        weight -= np.repeat(weight[first] - entries["weight"][mine][first], np.diff(np.append(first, len(group))))
-        tp_rank = np.cumsum(is_tp)
-        tp_rank -= np.repeat(tp_rank[first] - is_tp[first], np.diff(np.append(first, len(group))))
-        area = row // n_thr
-        start = seg_start[seg]
-        outside = out_prefix[area, at + 1] - out_prefix[area, start]
-        j = tp_rank[is_tp].astype(np.float64)
-        seen = (at - start + 1)[is_tp]
-        fp = seen - j - (outside + weight)[is_tp]
-        groups.append(group[is_tp])
-        values.append(j / (j + fp + np.spacing(1)))
-        where.append(position[is_tp])
-        offset += int(keep.sum())
-    return {"group": np.concatenate(groups), "value": np.concatenate(values), "position": np.concatenate(where),
-            "n_cat": n_cat}
+    """The TPs of every (list, row, category) group, in order: group id, value j / (j + f_j + eps), position.
+
+    All lists at once: entry e belongs to list u if its detection is in it; entries stay
+    ordered by (list, row, position), so groups (u, row, category) are contiguous.
+    """
+    keep = np.stack(lists)  # (U, D) over ``order``
+    u, e = np.nonzero(keep[:, entries["position"]])
+    row, position = entries["row"][e], entries["position"][e]
+    offsets = np.concatenate(([0], np.cumsum(keep.sum(axis=1))[:-1]))
+    at = (np.cumsum(keep, axis=1) - 1)[u, position] + offsets[u]  # position in the lists laid end to end
+    cat = category[position]
+    group = (u * n_rows + row) * n_cat + cat
+    is_tp, weight = entries["tp"][e], entries["weight"][e]
+    new = np.ones(len(group), dtype=bool)
+    new[1:] = group[1:] != group[:-1]
+    first = np.flatnonzero(new)
+    length = np.diff(np.append(first, len(group)))
+    running = np.cumsum(weight)  # over the group, this entry included
+    running -= np.repeat(running[first] - weight[first], length)
+    tp_rank = np.cumsum(is_tp)
+    tp_rank -= np.repeat(tp_rank[first] - is_tp[first], length)
+    area = row // n_thr
+    start = seg_start[u * n_cat + cat]
+    outside = out_prefix[area, at + 1] - out_prefix[area, start]
+    j = tp_rank[is_tp].astype(np.float64)
+    fp = (at - start + 1)[is_tp] - j - (outside + running)[is_tp]
+    return {"group": group[is_tp], "value": j / (j + fp + np.spacing(1)), "position": position[is_tp], "n_cat": n_cat}
 
 
 def _tables(tp: dict, n_rows: int, n_seg: int, n_cat: int) -> dict:

@@ -38,7 +38,7 @@ present (a category without one is in no APr / APc / APf group).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -82,16 +82,10 @@ class Instances:
 
     def take(self, which: np.ndarray) -> "Instances":
         """The instances ``which`` (indices or a bool mask), geometry included."""
-        values = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if value is None:
-                values[f.name] = None
-            elif f.name == "masks":
-                values[f.name] = _take_masks(value, which)
-            else:
-                values[f.name] = value[which]
-        return Instances(**values)
+        arrays = [None if v is None else v[which] for v in (self.image, self.category, self.area, self.crowd,
+                                                            self.ignore, self.ids, self.index, self.scores, self.boxes)]
+        masks = None if self.masks is None else _take_masks(self.masks, which)
+        return Instances(*arrays, masks=masks)
 
 
 def _take_masks(masks, which):

@@ -13,6 +13,7 @@ Only numpy is imported here (``segfuse.coco`` never imports torch).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Mapping
 
 import numpy as np
@@ -23,12 +24,20 @@ DEFAULT_AREA_RANGES = {"all": (0, 1e5**2), "small": (0, 32**2), "medium": (32**2
 DEFAULT_MAX_DETS = {"coco": (1, 10, 100), "lvis": (300,)}
 
 
+_IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
+_RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
+_IOU_THRESHOLDS.flags.writeable = False
+_RECALL_THRESHOLDS.flags.writeable = False
+
+
 def default_iou_thresholds() -> np.ndarray:
-    return np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
+    """pycocotools' linspace(0.5, 0.95, 10) (read-only, shared)."""
+    return _IOU_THRESHOLDS
 
 
 def recall_thresholds() -> np.ndarray:
-    return np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
+    """pycocotools' linspace(0, 1, 101) (read-only, shared)."""
+    return _RECALL_THRESHOLDS
 
 
 @dataclass(frozen=True)
@@ -52,7 +61,7 @@ class EvalParams:
     min_score: float | None = None
     dilation_ratio: float = 0.02
 
-    @property
+    @cached_property
     def threshold_keys(self) -> list[str]:
         return [threshold_key(t) for t in self.iou_thresholds]
 

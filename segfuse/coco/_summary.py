@@ -81,31 +81,36 @@ class _Means:
 
     def __init__(self, curves, params: EvalParams):
         self.params, self.curves = params, curves
-        self.ap_sum = curves.precision_sums()  # (T, A, M, K)
+        self.per_category = curves.precision_sums()  # (T, A, M, K)
         self.present = curves.present  # (K, A)
-        self.n_rec = len(recall_thresholds())
+        self.ap_sum = self.per_category.sum(axis=3).tolist()  # [T][A][M], absent categories add 0
+        self.ap_count = (self.present.sum(axis=0) * len(recall_thresholds())).tolist()  # [A]
         recall = curves.recall  # (T, K, A, M)
         valid = recall > -1
-        self.ar_sum = np.where(valid, recall, 0.0).sum(axis=1)  # (T, A, M)
-        self.ar_count = valid.sum(axis=1)
+        self.ar_sum = np.where(valid, recall, 0.0).sum(axis=1).tolist()  # [T][A][M]
+        self.ar_count = valid.sum(axis=1).tolist()
+        self.areas = {label: [i for i, x in enumerate(params.area_labels) if x == label] for label in params.area_labels}
+        self.caps = {m: [i for i, x in enumerate(params.max_dets) if x == m] for m in params.max_dets}
+        self.thresholds = [float(t) for t in params.iou_thresholds]
 
     def get(self, ap: int, thr, area: str, cap: int, categories=None) -> float:
-        params = self.params
-        aind = [i for i, label in enumerate(params.area_labels) if label == area]
-        mind = [i for i, m in enumerate(params.max_dets) if m == cap]
+        aind, mind = self.areas.get(area, []), self.caps.get(cap, [])
         if len(aind) != 1 or len(mind) != 1:
             values = self.curves.precision() if ap else self.curves.recall
-            return _summarize(values, params, ap, thr, area, cap, categories)
+            return _summarize(values, self.params, ap, thr, area, cap, categories)
         a, m = aind[0], mind[0]
-        t = slice(None) if thr is None else np.flatnonzero(thr == params.iou_thresholds)
-        if ap:
-            chosen = self.present[:, a] if categories is None else self.present[:, a] & categories
-            n_thr = len(params.iou_thresholds) if thr is None else len(t)
-            total = self.ap_sum[t, a, m][..., chosen].sum()
-            count = n_thr * self.n_rec * int(chosen.sum())
+        rows = range(len(self.thresholds)) if thr is None else [i for i, x in enumerate(self.thresholds) if x == thr]
+        if ap and categories is not None:
+            chosen = self.present[:, a] & categories
+            total = float(self.per_category[list(rows), a, m][:, chosen].sum()) if len(rows) else 0.0
+            count = len(rows) * len(recall_thresholds()) * int(chosen.sum())
+        elif ap:
+            total = sum(self.ap_sum[t][a][m] for t in rows)
+            count = len(rows) * self.ap_count[a]
         else:
-            total, count = self.ar_sum[t, a, m].sum(), self.ar_count[t, a, m].sum()
-        return -1.0 if count == 0 else float(total / count)
+            total = sum(self.ar_sum[t][a][m] for t in rows)
+            count = sum(self.ar_count[t][a][m] for t in rows)
+        return -1.0 if count == 0 else total / count
 
 
 def summary_lines(stats: dict, params: EvalParams) -> list[str]:
