@@ -134,7 +134,7 @@ def generated_set(seed: int, n_images: int, n_cats: int = 80, gt_per_image: floa
     """COCO-like: polygon ground truth (1% crowd RLEs), compressed-RLE detections with boxes, 10% tied scores.
 
     LVIS-like (``lvis=True``): no crowd, r / c / f categories, per-image negative and not-exhaustive
-    lists, frequent categories drawn more often."""
+    lists, frequent categories drawn more often, no empty detection or ground truth."""
     from pycocotools import mask as coco_mask
 
     rng = np.random.default_rng(seed)
@@ -156,6 +156,8 @@ def generated_set(seed: int, n_images: int, n_cats: int = 80, gt_per_image: floa
             rles = coco_mask.frPyObjects(polys, h, w)
             areas, boxes = coco_mask.area(rles), coco_mask.toBbox(rles)
         for i in range(n_gt):
+            if lvis and areas[i] == 0:
+                continue  # lvis drops area-0 ground truth too
             crowd = not lvis and rng.random() < 0.01
             segm = {"size": [h, w], "counts": _uncompressed(coco_mask.decode(rles[i]))} if crowd else [polys[i]]
             ann = {"id": len(anns) + 1, "image_id": image_id, "category_id": int(cats[i]), "segmentation": segm,
@@ -179,6 +181,8 @@ def generated_set(seed: int, n_images: int, n_cats: int = 80, gt_per_image: floa
         det_rles = coco_mask.frPyObjects(det_polys, h, w)
         det_boxes = coco_mask.toBbox(det_rles)
         for rle, cat, score, box in zip(det_rles, det_cats, scores, det_boxes):
+            if lvis and box[2] * box[3] == 0:
+                continue  # lvis drops area-0 results, faster-coco-eval keeps them: leave them out of the LVIS set
             results.append({"image_id": image_id, "category_id": int(cat), "score": float(score),
                             "segmentation": {"size": rle["size"], "counts": rle["counts"].decode("ascii")},
                             "bbox": [round(v, 2) for v in box.tolist()]})
