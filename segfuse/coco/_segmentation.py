@@ -10,6 +10,7 @@ a ValueError naming the annotation.
 from __future__ import annotations
 
 from itertools import chain
+from operator import itemgetter
 from typing import Callable, Sequence
 
 import numpy as np
@@ -62,6 +63,10 @@ def to_rles(segmentations: Sequence, heights: np.ndarray, widths: np.ndarray, na
 
 def _classify(segmentations: Sequence, heights, widths, name) -> tuple[list, list, list, list]:
     """Polygons (with their annotation index), uncompressed and compressed RLE indices; checks RLE sizes."""
+    if _all_compressed(segmentations):  # detector output: one pass per field instead of one per object
+        every = list(range(len(segmentations)))
+        _check_sizes(segmentations, every, heights, widths, name)
+        return [], [], [], every
     polygons, poly_owner, uncompressed, compressed = [], [], [], []
     for i, segm in enumerate(segmentations):
         if isinstance(segm, dict) and "counts" in segm and "size" in segm:
@@ -74,6 +79,18 @@ def _classify(segmentations: Sequence, heights, widths, name) -> tuple[list, lis
             raise ValueError(f"{name(i)}: segmentation must be polygons or an RLE dict, got {_describe(segm)}")
     _check_sizes(segmentations, uncompressed + compressed, heights, widths, name)
     return polygons, poly_owner, uncompressed, compressed
+
+
+def _all_compressed(segmentations) -> bool:
+    """Every segmentation is a dict with "size" and str / bytes "counts"."""
+    if not segmentations or set(map(type, segmentations)) != {dict}:
+        return False
+    try:
+        kinds = set(map(type, map(itemgetter("counts"), segmentations)))
+        list(map(itemgetter("size"), segmentations))
+    except KeyError:
+        return False
+    return kinds <= {str, bytes}
 
 
 def _check_coordinates(polygons, owner, name) -> list:

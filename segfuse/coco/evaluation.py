@@ -29,7 +29,7 @@ from segfuse.coco._dataset import (
     load_catalog,
     read_json,
     restrict,
-    result_list,
+    read_results,
     result_table,
 )
 from segfuse.coco._params import EvalParams, make_params, recall_thresholds
@@ -164,7 +164,7 @@ def evaluate(gt, dt, iou_type: str = "segm", iou_thresholds=None, max_dets=None,
                          image_ids=image_ids, category_ids=category_ids, min_score=min_score,
                          dilation_ratio=dilation_ratio)
     gt_data = ground_truth_dict(read_json(gt, "ground truth"))
-    dt_anns = result_list(read_json(dt, "results"))
+    dt_anns = read_results(dt, params.iou_type)
     full = load_catalog(gt_data, params)
     gt_table = ground_truth_table(gt_data["annotations"], full, params)
     dt_table, box_mode = result_table(dt_anns, full, params)

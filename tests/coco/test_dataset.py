@@ -73,17 +73,44 @@ def test_nan_scores_and_bad_sizes_are_refused(dataset):
         evaluate(gt, dt)
 
 
-def test_json_paths_read_with_and_without_orjson(dataset, tmp_path, monkeypatch):
-    gt, dt = dataset
+@pytest.mark.parametrize("iou_type", ["bbox", "segm"])
+@pytest.mark.parametrize("boxes", [True, False])
+def test_json_paths_read_by_msgspec_orjson_or_json_give_the_same_numbers(dataset, tmp_path, monkeypatch, iou_type,
+                                                                          boxes):
+    gt, dt = copy.deepcopy(dataset)
+    if not boxes:
+        for d in dt:
+            d.pop("bbox")
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     (tmp_path / "dt.json").write_text(json.dumps(dt))
-    fast = evaluate(str(tmp_path / "gt.json"), tmp_path / "dt.json")
+    expected = evaluate(gt, dt, iou_type)  # in-memory dicts
+    paths = str(tmp_path / "gt.json"), tmp_path / "dt.json"
+    if _dataset._msgspec is not None:
+        records = _dataset.read_results(paths[1], iou_type)
+        assert not isinstance(records[0], dict)  # the msgspec records, not dicts
+        assert ("segmentation" in records[0]) == (iou_type != "bbox" or not boxes)
+    readers = [evaluate(*paths, iou_type)]
+    monkeypatch.setattr(_dataset, "_msgspec", None)
+    readers.append(evaluate(*paths, iou_type))
     monkeypatch.setattr(_dataset, "_orjson", None)
-    plain = evaluate(str(tmp_path / "gt.json"), tmp_path / "dt.json")
-    np.testing.assert_array_equal(fast.precision, plain.precision)
+    readers.append(evaluate(*paths, iou_type))
+    for result in readers:
+        np.testing.assert_array_equal(result.precision, expected.precision)
     (tmp_path / "bad.json").write_text("[{")
     with pytest.raises(ValueError, match="is not valid JSON"):
-        evaluate(str(tmp_path / "gt.json"), str(tmp_path / "bad.json"))
+        evaluate(*paths[:1], str(tmp_path / "bad.json"))
+
+
+def test_msgspec_surprises_fall_back_to_the_plain_reader_and_its_messages(dataset, tmp_path):
+    gt, dt = copy.deepcopy(dataset)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    del dt[3]["score"]
+    (tmp_path / "dt.json").write_text(json.dumps(dt))
+    with pytest.raises(ValueError, match=r"result #3 lacks required field\(s\) \['score'\]"):
+        evaluate(str(tmp_path / "gt.json"), str(tmp_path / "dt.json"), "bbox")
+    (tmp_path / "dt.json").write_text(json.dumps({"annotations": dataset[1]}))
+    np.testing.assert_array_equal(evaluate(str(tmp_path / "gt.json"), str(tmp_path / "dt.json"), "bbox").precision,
+                                  evaluate(gt, dataset[1], "bbox").precision)
 
 
 def test_caller_dicts_are_not_modified(dataset):
