@@ -75,7 +75,7 @@ def _choose(busy: np.ndarray, preferred: np.ndarray, block: np.ndarray) -> np.nd
     if not len(free):
         return free
     owner = block[free]
-    heads = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    heads = np.flatnonzero(_starts(owner))
     key = free + preferred[free] * len(busy)
     return np.maximum.reduceat(key, heads) % len(busy)
 
@@ -87,9 +87,9 @@ def _candidates(pairs: Pairs, dt_rank: np.ndarray, thresholds: np.ndarray) -> Ca
     order = np.lexsort((g, iou, d, dt_rank[d]))
     d, g, iou = d[order], g[order], iou[order]
     passed = np.searchsorted(thresholds, iou, side="right")
-    new = np.r_[True, d[1:] != d[:-1]] if len(d) else np.zeros(0, bool)
+    new = _starts(d)
     group = np.cumsum(new) - 1
-    group_end = np.r_[np.flatnonzero(new)[1:], len(d)] if len(d) else np.zeros(0, np.int64)
+    group_end = np.append(np.flatnonzero(new)[1:], len(d)) if len(d) else np.zeros(0, np.int64)
     n_thr = len(thresholds)
     key = group * (n_thr + 1) + passed
     wanted = (np.arange(len(group_end))[:, None] * (n_thr + 1) + np.arange(1, n_thr + 1)[None, :]).reshape(-1)
@@ -98,5 +98,14 @@ def _candidates(pairs: Pairs, dt_rank: np.ndarray, thresholds: np.ndarray) -> Ca
     block = np.repeat(np.arange(len(first)), lengths)
     flat = np.repeat(first, lengths) + np.arange(len(block)) - np.repeat(offsets_from_lengths(lengths)[:-1], lengths)
     rank = dt_rank[d[flat]]
-    rank_bounds = np.flatnonzero(np.r_[True, rank[1:] != rank[:-1], True]) if len(rank) else np.zeros(1, np.int64)
+    rank_bounds = np.append(np.flatnonzero(_starts(rank)), len(rank)) if len(rank) else np.zeros(1, np.int64)
     return Candidates(d[flat], g[flat], block % max(n_thr, 1), block, rank_bounds)
+
+
+def _starts(values: np.ndarray) -> np.ndarray:
+    """(n,) bool: where a run of equal values starts."""
+    new = np.empty(len(values), dtype=bool)
+    if len(values):
+        new[0] = True
+        np.not_equal(values[1:], values[:-1], out=new[1:])
+    return new

@@ -83,15 +83,22 @@ class _Means:
         self.params, self.curves = params, curves
         self.per_category = curves.precision_sums()  # (T, A, M, K)
         self.present = curves.present  # (K, A)
-        self.ap_sum = self.per_category.sum(axis=3).tolist()  # [T][A][M], absent categories add 0
-        self.ap_count = (self.present.sum(axis=0) * len(recall_thresholds())).tolist()  # [A]
+        ap = self.per_category.sum(axis=3)  # (T, A, M); absent categories add 0
         recall = curves.recall  # (T, K, A, M)
         valid = recall > -1
-        self.ar_sum = np.where(valid, recall, 0.0).sum(axis=1).tolist()  # [T][A][M]
-        self.ar_count = valid.sum(axis=1).tolist()
+        ar, ar_count = np.where(valid, recall, 0.0).sum(axis=1), valid.sum(axis=1)  # (T, A, M)
+        n_rec, n_thr = len(recall_thresholds()), len(params.iou_thresholds)
+        per_area = self.present.sum(axis=0) * n_rec  # (A,)
+        # (sum, count) per (threshold or None for all, area, cap)
+        self.ap = {None: (ap.sum(axis=0).tolist(), (per_area * n_thr)[:, None].repeat(ap.shape[2], 1).tolist())}
+        self.ar = {None: (ar.sum(axis=0).tolist(), ar_count.sum(axis=0).tolist())}
+        for t, thr in enumerate(params.iou_thresholds.tolist()):
+            if thr not in self.ap:
+                rows = [i for i, x in enumerate(params.iou_thresholds.tolist()) if x == thr]
+                self.ap[thr] = (ap[rows].sum(axis=0).tolist(), (per_area * len(rows))[:, None].repeat(ap.shape[2], 1).tolist())
+                self.ar[thr] = (ar[rows].sum(axis=0).tolist(), ar_count[rows].sum(axis=0).tolist())
         self.areas = {label: [i for i, x in enumerate(params.area_labels) if x == label] for label in params.area_labels}
         self.caps = {m: [i for i, x in enumerate(params.max_dets) if x == m] for m in params.max_dets}
-        self.thresholds = [float(t) for t in params.iou_thresholds]
 
     def get(self, ap: int, thr, area: str, cap: int, categories=None) -> float:
         aind, mind = self.areas.get(area, []), self.caps.get(cap, [])
@@ -99,17 +106,17 @@ class _Means:
             values = self.curves.precision() if ap else self.curves.recall
             return _summarize(values, self.params, ap, thr, area, cap, categories)
         a, m = aind[0], mind[0]
-        rows = range(len(self.thresholds)) if thr is None else [i for i, x in enumerate(self.thresholds) if x == thr]
+        key = None if thr is None else float(thr)
         if ap and categories is not None:
+            rows = [i for i, x in enumerate(self.params.iou_thresholds.tolist()) if key is None or x == key]
             chosen = self.present[:, a] & categories
-            total = float(self.per_category[list(rows), a, m][:, chosen].sum()) if len(rows) else 0.0
+            total = float(self.per_category[rows, a, m][:, chosen].sum()) if rows else 0.0
             count = len(rows) * len(recall_thresholds()) * int(chosen.sum())
-        elif ap:
-            total = sum(self.ap_sum[t][a][m] for t in rows)
-            count = len(rows) * self.ap_count[a]
         else:
-            total = sum(self.ar_sum[t][a][m] for t in rows)
-            count = sum(self.ar_count[t][a][m] for t in rows)
+            table = self.ap if ap else self.ar
+            if key not in table:
+                return -1.0
+            total, count = table[key][0][a][m], table[key][1][a][m]
         return -1.0 if count == 0 else total / count
 
 
