@@ -37,7 +37,7 @@ class Candidates(NamedTuple):
 
 def greedy_match(pairs: Pairs, dt_rank: np.ndarray, gt_ignore: np.ndarray, gt_crowd: np.ndarray,
                  thresholds: np.ndarray, advance: Callable[[int], None]) -> np.ndarray:
-    """(A, T, D) int64: index of the ground truth each detection matches, -1 if none.
+    """(A, T, D) int32: index of the ground truth each detection matches, -1 if none.
 
     Args:
         pairs: IoU of the (dt, gt) pairs of each cell.
@@ -48,7 +48,7 @@ def greedy_match(pairs: Pairs, dt_rank: np.ndarray, gt_ignore: np.ndarray, gt_cr
     """
     n_areas, n_gt = gt_ignore.shape
     n_thr, n_dt = len(thresholds), len(dt_rank)
-    matched = np.full(n_areas * n_thr * n_dt, -1, dtype=np.int64)
+    matched = np.full(n_areas * n_thr * n_dt, -1, dtype=np.int32)
     by_threshold = np.argsort(thresholds, kind="stable")
     c = _candidates(pairs, dt_rank, np.minimum(thresholds, 1 - 1e-10)[by_threshold])
     state, crowd, slot = c.thr * n_gt + c.gt, gt_crowd[c.gt], by_threshold[c.thr] * n_dt + c.dt

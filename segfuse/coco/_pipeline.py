@@ -83,7 +83,7 @@ def match_instances(catalog: Catalog, gt: Instances, dt: Instances, params: Eval
     kept_dt = dt.take(kept)
     kept_dt.masks = kept_dt.boxes = None
     reached = iou >= floor
-    return Matched(sorted_gt, kept_dt, rank, matched.astype(np.int32), Pairs(d[reached], g[reached], iou[reached]),
+    return Matched(sorted_gt, kept_dt, rank, matched, Pairs(d[reached], g[reached], iou[reached]),
                    not_exhaustive(kept_dt, catalog))
 
 
