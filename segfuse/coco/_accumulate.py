@@ -137,7 +137,7 @@ def accumulate(matched: np.ndarray, gt_ignore: np.ndarray, gt_ids: np.ndarray, d
     first_score[has] = scores[order[np.concatenate([np.flatnonzero(keep) for keep in lists])[seg_start[has]]]]
     out_prefix = _outside_prefix(dt_outside[:, order], lists)  # (A, L + 1)
     entries = _matched_entries(matched, gt_ignore, gt_ids, dt_outside, order, n_thr)
-    tp = _true_positives(entries, lists, category, dt_rank[order], seg_start, out_prefix, n_rows, n_thr, n_cat)
+    tp = _true_positives(entries, lists, category, seg_start, out_prefix, n_rows, n_thr, n_cat)
     tables = _tables(tp, n_rows, n_seg, n_cat)
     tables.update(tp_scores=scores[order][tp["position"]], first_score=first_score)
     present = n_positive > 0  # (K, A)
@@ -202,7 +202,7 @@ def _matched_entries(matched, gt_ignore, gt_ids, dt_outside, order, n_thr) -> di
             "weight": ignored.astype(np.int64) - outside.astype(np.int64)}
 
 
-def _true_positives(entries, lists, category, rank_in_order, seg_start, out_prefix, n_rows, n_thr, n_cat) -> dict:
+def _true_positives(entries, lists, category, seg_start, out_prefix, n_rows, n_thr, n_cat) -> dict:
     """The TPs of every (list, row, category) group, in order: group id, value j / (j + f_j + eps), position.
 
     All lists at once: entry e belongs to list u if its detection is in it; entries stay
@@ -229,7 +229,7 @@ def _true_positives(entries, lists, category, rank_in_order, seg_start, out_pref
     outside = out_prefix[area, at + 1] - out_prefix[area, start]
     j = tp_rank[is_tp].astype(np.float64)
     fp = (at - start + 1)[is_tp] - j - (outside + running)[is_tp]
-    return {"group": group[is_tp], "value": j / (j + fp + np.spacing(1)), "position": position[is_tp], "n_cat": n_cat}
+    return {"group": group[is_tp], "value": j / (j + fp + np.spacing(1)), "position": position[is_tp]}
 
 
 def _tables(tp: dict, n_rows: int, n_seg: int, n_cat: int) -> dict:

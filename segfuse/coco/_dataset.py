@@ -357,6 +357,8 @@ def restrict(gt: Instances, dt: Instances, catalog: Catalog, params: EvalParams)
     if params.mode == "lvis":
         dt = dt.take(_top_per_image(dt, params.max_dets[-1]))
         gt = gt.take(gt.area > 0)
+    if params.image_ids is None and params.category_ids is None:
+        return gt, dt, catalog  # every image and category: indices already match
     selected, image_map, cat_map = select(catalog, params)
     gt = _remapped(gt, image_map, cat_map)
     dt = _remapped(dt, image_map, cat_map)

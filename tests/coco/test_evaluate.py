@@ -257,6 +257,15 @@ def test_image_shards_in_processes_give_the_same_arrays(workers):
     assert a.per_class == b.per_class or all(str(x) == str(y) for x, y in zip(a.per_class, b.per_class))
 
 
+def test_image_shards_read_results_from_files(tmp_path):
+    gt, dt = make_dataset(14, n_images=8)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dt.json").write_text(json.dumps(dt))
+    for iou_type in ("bbox", "segm"):
+        sharded = evaluate(str(tmp_path / "gt.json"), str(tmp_path / "dt.json"), iou_type, workers=2)
+        np.testing.assert_array_equal(sharded.precision, evaluate(gt, dt, iou_type).precision)
+
+
 def test_numpy_and_pycocotools_backends_agree(monkeypatch):
     from segfuse.coco import _pipeline
 
