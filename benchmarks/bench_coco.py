@@ -261,7 +261,8 @@ def machine() -> str:
         model = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         model = platform.machine()
-    versions = ", ".join(f"{p} {version(p)}" for p in ("numpy", "orjson", "pycocotools", "faster-coco-eval", "lvis"))
+    versions = ", ".join(f"{p} {version(p)}" for p in ("numpy", "orjson", "msgspec", "pycocotools", "faster-coco-eval",
+                                                        "lvis"))
     return f"{model}, {os.cpu_count()} cores; Python {platform.python_version()}; {versions}"
 
 
@@ -283,7 +284,7 @@ def write_results(rows, described, path: Path, load: str, command: str) -> None:
         f"threads (its defaults: min(cpus, 8), min(cpus, 4) and the hardware concurrency, {cpus} here); segfuse",
         "runs in one process by default; the rows \"segfuse, 2 processes\" fork two over image shards (workers=2);",
         f"segfuse's \"segm\" IoU uses pycocotools' C RLE routines ({'installed' if _cmask.available() else 'absent'}), "
-        "JSON is read with orjson; pycocotools and lvis are single-threaded Python.",
+        "results JSON is decoded by msgspec and ground truth by orjson; pycocotools and lvis are single-threaded Python.",
         "",
         "| set | iou type | tool | median s | segfuse / tool | max stat diff |",
         "|---|---|---|---:|---:|---:|",

@@ -30,26 +30,26 @@ def available() -> bool:
 def rasterize(polygons: list, owner: np.ndarray, heights: np.ndarray, widths: np.ndarray) -> list:
     """Polygons (flat xy lists) of annotations ``owner`` -> one RLE dict per annotation in ``np.unique(owner)``.
 
-    heights, widths: (N,) image size of each annotation (``owner`` indexes them).
-    Polygons of annotations whose images share (h, w) go through one ``frPoly`` call; an
-    annotation with several polygons is their union (``merge``), as pycocotools' annToRLE.
+    heights, widths: (N,) image size of each annotation (``owner`` indexes them; polygons of one
+    annotation are consecutive). Polygons of annotations whose images share (h, w) go through
+    one ``frPoly`` call; an annotation with several polygons is their union (``merge``), as
+    pycocotools' annToRLE.
     """
-    owners, first = np.unique(owner, return_index=True)
-    size_key = heights[owner] * (int(widths.max(initial=0)) + 1) + widths[owner]
-    by_size = np.argsort(size_key, kind="stable")
-    bounds = np.flatnonzero(np.r_[True, size_key[by_size][1:] != size_key[by_size][:-1], True])
+    owners = owner.tolist()
+    groups: dict = {}
+    for i, size in enumerate(zip(heights[owner].tolist(), widths[owner].tolist())):
+        groups.setdefault(size, []).append(i)
     rles = [None] * len(polygons)
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        chunk = by_size[a:b].tolist()
-        h, w = int(heights[owner[chunk[0]]]), int(widths[owner[chunk[0]]])
-        for i, rle in zip(chunk, _c.frPoly([polygons[i] for i in chunk], h, w)):
+    for (h, w), members in groups.items():
+        for i, rle in zip(members, _c.frPoly([polygons[i] for i in members], h, w)):
             rles[i] = rle
-    count = np.diff(np.r_[first, len(owner)])
-    if (count == 1).all():
+    if len(set(owners)) == len(owners):
         return rles
-    out = []
-    for start, n in zip(first.tolist(), count.tolist()):
-        out.append(rles[start] if n == 1 else _c.merge(rles[start : start + n], 0))
+    out, start = [], 0
+    for i in range(1, len(owners) + 1):
+        if i == len(owners) or owners[i] != owners[start]:
+            out.append(rles[start] if i - start == 1 else _c.merge(rles[start:i], 0))
+            start = i
     return out
 
 

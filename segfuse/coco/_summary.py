@@ -87,16 +87,13 @@ class _Means:
         recall = curves.recall  # (T, K, A, M)
         valid = recall > -1
         ar, ar_count = np.where(valid, recall, 0.0).sum(axis=1), valid.sum(axis=1)  # (T, A, M)
-        n_rec, n_thr = len(recall_thresholds()), len(params.iou_thresholds)
-        per_area = self.present.sum(axis=0) * n_rec  # (A,)
-        # (sum, count) per (threshold or None for all, area, cap)
-        self.ap = {None: (ap.sum(axis=0).tolist(), (per_area * n_thr)[:, None].repeat(ap.shape[2], 1).tolist())}
-        self.ar = {None: (ar.sum(axis=0).tolist(), ar_count.sum(axis=0).tolist())}
-        for t, thr in enumerate(params.iou_thresholds.tolist()):
-            if thr not in self.ap:
-                rows = [i for i, x in enumerate(params.iou_thresholds.tolist()) if x == thr]
-                self.ap[thr] = (ap[rows].sum(axis=0).tolist(), (per_area * len(rows))[:, None].repeat(ap.shape[2], 1).tolist())
-                self.ar[thr] = (ar[rows].sum(axis=0).tolist(), ar_count[rows].sum(axis=0).tolist())
+        self.sums = {1: (ap.tolist(), ap.sum(axis=0).tolist()), 0: (ar.tolist(), ar.sum(axis=0).tolist())}
+        self.counts = ar_count.tolist(), ar_count.sum(axis=0).tolist()
+        self.n_rec = len(recall_thresholds())
+        self.n_present = (self.present.sum(axis=0) * self.n_rec).tolist()  # [A] defined precision values
+        self.rows = {}
+        for i, t in enumerate(params.iou_thresholds.tolist()):
+            self.rows.setdefault(t, []).append(i)
         self.areas = {label: [i for i, x in enumerate(params.area_labels) if x == label] for label in params.area_labels}
         self.caps = {m: [i for i, x in enumerate(params.max_dets) if x == m] for m in params.max_dets}
 
@@ -106,17 +103,19 @@ class _Means:
             values = self.curves.precision() if ap else self.curves.recall
             return _summarize(values, self.params, ap, thr, area, cap, categories)
         a, m = aind[0], mind[0]
-        key = None if thr is None else float(thr)
+        rows = None if thr is None else self.rows.get(float(thr), [])
+        n_rows = len(self.params.iou_thresholds) if rows is None else len(rows)
         if ap and categories is not None:
-            rows = [i for i, x in enumerate(self.params.iou_thresholds.tolist()) if key is None or x == key]
             chosen = self.present[:, a] & categories
-            total = float(self.per_category[rows, a, m][:, chosen].sum()) if rows else 0.0
-            count = len(rows) * len(recall_thresholds()) * int(chosen.sum())
+            picked = self.per_category[:, a, m] if rows is None else self.per_category[rows, a, m]
+            total, count = float(picked[:, chosen].sum()), n_rows * self.n_rec * int(chosen.sum())
         else:
-            table = self.ap if ap else self.ar
-            if key not in table:
-                return -1.0
-            total, count = table[key][0][a][m], table[key][1][a][m]
+            by_row, overall = self.sums[ap]
+            total = overall[a][m] if rows is None else sum(by_row[t][a][m] for t in rows)
+            if ap:
+                count = n_rows * self.n_present[a]
+            else:
+                count = self.counts[1][a][m] if rows is None else sum(self.counts[0][t][a][m] for t in rows)
         return -1.0 if count == 0 else total / count
 
 
