@@ -37,15 +37,16 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--class-agnostic", action="store_true", help="ignore categories (pycocotools' useCats=0)")
     parser.add_argument("--image-ids", default=None, metavar="IDS", help="evaluate only these image ids (1,2,3)")
     parser.add_argument("--category-ids", default=None, metavar="IDS", help="evaluate only these category ids")
-    parser.add_argument("--min-score", type=float, default=None, help="drop results scored below this first")
-    parser.add_argument("--dilation-ratio", type=float, default=0.02,
+    parser.add_argument("--min-score", type=float, default=None, metavar="S", help="drop results scored below S first")
+    parser.add_argument("--dilation-ratio", type=float, default=0.02, metavar="R",
                         help="Boundary IoU band width over the image diagonal (default 0.02)")
     parser.add_argument("--analysis-iou", type=float, default=None, metavar="T",
                         help="IoU threshold of the per-class table and flags (default 0.5, or the smallest threshold)")
-    parser.add_argument("--workers", type=int, default=None,
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="processes over image shards (default 1: in this process; more helps only on many free cores)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--out", type=Path, default=None, help="write results.json, CSV tables and plots here")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="write results.json, CSV tables and plots to this folder")
     parser.add_argument("--no-plots", action="store_true", help="with --out: skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(run=run)

@@ -21,6 +21,7 @@ except ImportError:  # pragma: no cover - exercised where pycocotools is absent
     _c = None
 
 _AREA_CHUNK = 255  # pycocotools 2.0.x ``_mask.area`` fails for 256 or more RLEs under numpy 2
+SMALL_PAIRS = 256  # up to this many pairs, ``pair_ious`` groups them in plain Python
 
 
 def available() -> bool:
@@ -84,6 +85,8 @@ def pair_ious(dt_rles: list, gt_rles: list, gt_crowd: np.ndarray, d: np.ndarray,
     out = np.zeros(len(d), dtype=np.float64)
     if not len(d):
         return out
+    if len(d) <= SMALL_PAIRS:
+        return _few_pair_ious(dt_rles, gt_rles, gt_crowd, d, g, image, out, advance)
     by_dt = np.lexsort((d, image))
     by_gt = np.lexsort((g, image))
     pair_bounds = _run_bounds(image[by_dt])
@@ -99,6 +102,23 @@ def pair_ious(dt_rles: list, gt_rles: list, gt_crowd: np.ndarray, d: np.ndarray,
         matrix = _c.iou([dt_rles[k] for k in dts[a:b]], [gt_rles[k] for k in gts[c0:c1]], crowd[c0:c1].tolist())
         pairs = by_dt[pair_bounds[i] : pair_bounds[i + 1]]
         out[pairs] = np.asarray(matrix, dtype=np.float64).reshape(-1)[flat[pairs]]
+        advance(len(pairs))
+    return out
+
+
+def _few_pair_ious(dt_rles, gt_rles, gt_crowd, d, g, image, out, advance) -> np.ndarray:
+    """``pair_ious`` for a few pairs: plain Python grouping costs less than the array bookkeeping."""
+    images: dict = {}
+    for p, (i, a, b) in enumerate(zip(image.tolist(), d.tolist(), g.tolist())):
+        images.setdefault(i, []).append((p, a, b))
+    crowd = gt_crowd.tolist()
+    for pairs in images.values():
+        dts = sorted({a for _, a, _ in pairs})
+        gts = sorted({b for _, _, b in pairs})
+        matrix = _c.iou([dt_rles[a] for a in dts], [gt_rles[b] for b in gts], [int(crowd[b]) for b in gts])
+        row, col = {a: i for i, a in enumerate(dts)}, {b: i for i, b in enumerate(gts)}
+        for p, a, b in pairs:
+            out[p] = matrix[row[a], col[b]]
         advance(len(pairs))
     return out
 

@@ -276,3 +276,16 @@ def test_numpy_and_pycocotools_backends_agree(monkeypatch):
     np.testing.assert_array_equal(c_path.precision, numpy_path.precision)
     np.testing.assert_array_equal(c_path.scores, numpy_path.scores)
     assert_same(numpy_path, reference_eval(gt, dt, "segm"))
+
+
+def test_pycocotools_backend_batched_and_few_pair_paths_agree(monkeypatch):
+    from segfuse.coco import _cmask
+
+    if not _cmask.available():
+        pytest.skip("pycocotools' C routines are not installed")
+    gt, dt = make_dataset(15, n_images=10, max_dt=16)
+    few = evaluate(gt, dt, "segm")
+    monkeypatch.setattr(_cmask, "SMALL_PAIRS", 0)  # every image through the batched bookkeeping
+    batched = evaluate(gt, dt, "segm")
+    np.testing.assert_array_equal(few.precision, batched.precision)
+    assert_same(batched, reference_eval(gt, dt, "segm"))
