@@ -70,8 +70,8 @@ def _run(args) -> int:
         for name in ("gt", "dt"):
             if not Path(getattr(args, name)).is_file():
                 raise InputError(f"--{name} file not found: {getattr(args, name)}")
-        if args.out is not None and args.out.exists() and not args.out.is_dir():
-            raise InputError(f"--out {args.out} exists and is not a folder")
+        if args.out is not None:
+            _check_out(args.out)
         result = evaluate(args.gt, args.dt, iou_type=args.iou_type, iou_thresholds=args.iou_thrs,
                           max_dets=args.max_dets, mode="lvis" if args.lvis else "coco",
                           use_cats=not args.class_agnostic, image_ids=_ids(args.image_ids, "--image-ids"),
@@ -99,6 +99,15 @@ def _run(args) -> int:
         if not args.json:
             print(f"report written to {args.out}")
     return 0
+
+
+def _check_out(out: Path) -> None:
+    """Fail before the evaluation when --out cannot become a writable folder."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a folder")
+    existing = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out}: {existing} is not writable")
 
 
 def _ids(text, option: str):

@@ -285,11 +285,13 @@ def _sizes(images, order, key: str) -> np.ndarray:
         values = np.array([images[i].get(key, 0) for i in order.tolist()], dtype=np.float64)
     except (TypeError, ValueError):
         values = np.full(len(order), np.nan)
-    bad = np.flatnonzero(~np.isfinite(values) | (values < 0) | (values != np.round(values)))
-    if len(bad):
-        i = int(order[bad[0]])
+    with np.errstate(invalid="ignore"):
+        ints = values.astype(np.int64)
+    bad = (ints != values) | (values < 0)  # NaN and inf differ from any integer
+    if bad.any():
+        i = int(order[np.flatnonzero(bad)[0]])
         raise ValueError(f"image id={images[i]['id']}: {key} must be an integer >= 0, got {images[i].get(key)!r}")
-    return values.astype(np.int64)
+    return ints
 
 
 def _frequencies(categories) -> list:

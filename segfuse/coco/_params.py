@@ -133,7 +133,8 @@ def _max_dets(values) -> tuple:
 
 
 def _area_ranges(ranges) -> tuple[tuple, np.ndarray]:
-    ranges = DEFAULT_AREA_RANGES if ranges is None else ranges
+    if ranges is None:
+        return _DEFAULT_AREAS
     if not isinstance(ranges, Mapping) or not ranges:
         raise TypeError(f"area_ranges must be a non-empty mapping label -> (low, high), got {type(ranges).__name__}")
     try:
@@ -172,3 +173,7 @@ def _dilation_ratio(value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not (0 <= value <= 1):
         raise ValueError(f"dilation_ratio must be a number in [0, 1], got {value!r}")
     return float(value)
+
+
+_DEFAULT_AREAS = _area_ranges(DEFAULT_AREA_RANGES)
+_DEFAULT_AREAS[1].flags.writeable = False

@@ -130,6 +130,12 @@ def test_bad_input_exits_2_with_one_line(files, tmp_path, capsys):
     assert main(coco_args(folder, "--out", str(tmp_path / "file"))) == 2
     assert "is not a folder" in capsys.readouterr().err
     assert main(coco_args(folder, "--image-ids", "1,x")) == 2
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    if not os.access(locked, os.W_OK):  # root can write anywhere
+        assert main(coco_args(folder, "--out", str(locked / "report"))) == 2
+        assert "is not writable" in capsys.readouterr().err
     assert main(coco_args(folder, "--analysis-iou", "0.3")) == 2
 
 
