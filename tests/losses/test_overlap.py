@@ -108,8 +108,10 @@ def test_convention_dice_smoothing_and_absent_classes():
     logits[:, 1] = 30.0  # now class 1 is predicted (tied with class 0) but absent from the target
     losses = SF.dice_loss(logits, labels, reduction="none")
     assert losses[1] > 0.99
-    skipped = SF.dice_loss(logits, labels, skip_absent=True)
-    torch.testing.assert_close(skipped, losses[0])
+    # skip_absent=True (smp): absent classes count 0 in a mean that still divides by C
+    torch.testing.assert_close(SF.dice_loss(logits, labels, skip_absent=True), losses[0] / 3)
+    # skip_absent="drop": absent classes leave the mean
+    torch.testing.assert_close(SF.dice_loss(logits, labels, skip_absent="drop"), losses[0])
 
 
 def test_convention_class_weights_are_a_weighted_mean():
