@@ -62,6 +62,8 @@ def check_loss_arguments(
     check_choice("reduction", reduction, REDUCTIONS)
     check_positive("smooth", smooth, allow_zero=True)
     check_class_vector("class_weights", class_weights)
+    if mode == "binary" and class_weights is not None and len(class_weights) != 1:
+        raise ValueError(f"binary mode has one class: class_weights must have 1 entry, got {len(class_weights)}")
     if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
         raise TypeError(f"ignore_index must be an int or None, got {type(ignore_index).__name__}")
 

@@ -97,7 +97,6 @@ def test_generalized_dice_loss_cases(index):
     """MONAI 1.5.0 tests/losses/test_generalized_dice_loss.py, test_shape, TEST_CASES[index]."""
     args, input, target, expected = cases.GENERALIZED_DICE[index]
     kwargs, x, t = monai_config(args, input, target)
-    kwargs.pop("from_logits", None) if kwargs["mode"] == "multiclass" else None
     _check(SF.generalized_dice_loss(x, t, **kwargs), expected, rtol=1e-5)
 
 
