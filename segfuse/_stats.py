@@ -402,7 +402,6 @@ def _composed_terms(x, index, weight, ce_class_weight, want_stats, want_ce, squa
                     ce_label_smoothing, focal_gamma, focal_alpha, from_logits):
     """Per-image (stats, ce_sum, ce_weight_sum, focal_sum) composed of torch ops (autograd)."""
     acc = x.dtype
-    num_classes = x.shape[1]
     need_log = want_ce or focal_gamma is not None
     if from_logits:
         log_p = torch.log_softmax(x, dim=1) if need_log else None
@@ -680,18 +679,6 @@ def safe_divide(numerator: Tensor, denominator: Tensor) -> Tensor:
     A NaN numerator stays NaN (a non-finite input is never hidden)."""
     nonzero = denominator != 0
     return torch.where(nonzero, numerator / torch.where(nonzero, denominator, torch.ones_like(denominator)), 0)
-
-
-def binary_probabilities(logits: Tensor, from_logits: bool) -> Tensor:
-    """Sigmoid in the accumulation dtype (or the probabilities as given)."""
-    x = logits.to(accumulation_dtype(logits.dtype))
-    return torch.sigmoid(x) if from_logits else x
-
-
-def log_sigmoid_pair(logits: Tensor) -> tuple[Tensor, Tensor]:
-    """(log sigmoid(x), log sigmoid(-x)) in the accumulation dtype, stable for large |x|."""
-    x = logits.to(accumulation_dtype(logits.dtype))
-    return F.logsigmoid(x), F.logsigmoid(-x)
 
 
 def overlap_index(

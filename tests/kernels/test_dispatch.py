@@ -182,6 +182,8 @@ DISPATCH_CASES = {
     "dice_ce_one_pass": (lambda x, t: SF.dice_ce_loss(x, t, ignore_index=255, label_smoothing=0.0), "labels", (1, 0)),
     "dice_label_smoothing_on_kernel_sums": (lambda x, t: SF.dice_loss(x, t, ignore_index=255, label_smoothing=0.2,
                                                                        per_image=True), "labels", (1, 0)),
+    "jaccard_label_smoothing_batch": (lambda x, t: SF.jaccard_loss(x, t, ignore_index=255, label_smoothing=0.3),
+                                      "labels", (1, 0)),
     "ce_label_smoothing_torch": (lambda x, t: SF.dice_ce_loss(x, t, ignore_index=255, label_smoothing=0.1),
                                  "labels", (0, 0)),
     "soft_label_smoothing_torch": (lambda x, t: SF.jaccard_loss(x, t, ignore_index=255, label_smoothing=0.1,
