@@ -370,7 +370,7 @@ def multiclass_terms_reference(
         tp, ps, ce_sum, ce_weight_sum = SoftmaxStatistics.apply(x, index, weight, ce_class_weight, want_ce)
         stats = OverlapStatistics(tp, ps, _label_counts(index, valid, x.shape[1], acc))
     elif not want_stats and want_ce and from_logits and focal_gamma is None:
-        ce_sum, ce_weight_sum = _torch_cross_entropy_sums(x, index, valid, ce_class_weight, ce_label_smoothing)
+        return _torch_cross_entropy_terms(x, index, valid, weight, ce_class_weight, ce_label_smoothing, per_image)
     else:
         stats, ce_sum, ce_weight_sum, focal_sum = _composed_terms(
             x, index, weight, ce_class_weight, want_stats, want_ce, squared, soft_label, label_smoothing,
@@ -389,13 +389,18 @@ def _pixel_weights(index: Tensor, weight: Optional[Tensor], ce_class_weight: Opt
     return pixel if ce_class_weight is None else pixel * ce_class_weight[index]
 
 
-def _torch_cross_entropy_sums(x, index, valid, ce_class_weight, label_smoothing):
-    """Per-image CE sums and weight sums from ``torch.nn.functional.cross_entropy`` itself."""
+def _torch_cross_entropy_terms(x, index, valid, weight, ce_class_weight, label_smoothing, per_image) -> LossTerms:
+    """CE alone, from ``torch.nn.functional.cross_entropy`` itself: per image (reduction
+    "none", summed over space) or over the batch (reduction "sum", torch's fastest path)."""
     target = index if valid is None else index.masked_fill(~valid, -100)
-    losses = F.cross_entropy(x, target, weight=ce_class_weight, ignore_index=-100, reduction="none",
-                             label_smoothing=label_smoothing)
-    weight = None if valid is None else valid.to(x.dtype)
-    return losses.sum(-1), _pixel_weights(index, weight, ce_class_weight, x.dtype).sum(-1)
+    losses = F.cross_entropy(x, target, weight=ce_class_weight, ignore_index=-100,
+                             reduction="none" if per_image else "sum", label_smoothing=label_smoothing)
+    count = torch.full((x.shape[0],), float(x.shape[2]), dtype=x.dtype, device=x.device) if weight is None \
+        else weight.sum(-1)
+    pixel_weight = count if ce_class_weight is None else _pixel_weights(index, weight, ce_class_weight, x.dtype).sum(-1)
+    if per_image:
+        return LossTerms(None, losses.sum(-1), pixel_weight, None, count)
+    return LossTerms(None, losses, pixel_weight.sum(), None, count.sum())
 
 
 def _composed_terms(x, index, weight, ce_class_weight, want_stats, want_ce, squared, soft_label, label_smoothing,
