@@ -6,9 +6,9 @@ Convention:
     file opens from disk (``file://``), from an e-mail or a CI artifact. Masks are drawn
     with a palette (:mod:`segfuse.report.palette`; default :func:`default_palette`),
     ignored pixels black; each prediction is shown beside its error overlay. Masks larger
-    than ``max_side`` are subsampled by an integer stride (nearest neighbour, so thin
-    structures can thin out) and small ones are enlarged by an integer factor with
-    pixelated rendering. A mask with more than two dims shows its middle slice along each
+    than ``max_side`` are subsampled by an integer stride before colouring (nearest
+    neighbour, so thin structures can thin out; the legend lists the classes drawn) and
+    small ones are enlarged by an integer factor with pixelated rendering. A mask with more than two dims shows its middle slice along each
     leading dim. All text is HTML-escaped.
 """
 
@@ -251,10 +251,13 @@ class HtmlReport:
                             raise ValueError(f"MaskExample {example.name!r}: negative label {int(values.min())} cannot be drawn")
         return as_palette(self.palette, largest + 1)
 
+    def _shrink(self, labels: np.ndarray) -> np.ndarray:
+        """Every step-th pixel so that the longest side is at most ``max_side`` (before colouring: cheap)."""
+        step = max(1, math.ceil(max(labels.shape[:2]) / self.max_side))
+        return labels[::step, ::step]
+
     def _panel(self, caption: str, image: np.ndarray) -> str:
-        height, width = image.shape[:2]
-        step = max(1, math.ceil(max(height, width) / self.max_side))
-        image = image[::step, ::step]
+        image = self._shrink(image)
         zoom = max(1, self.max_side // max(image.shape[:2]))
         alt = html.escape(caption, quote=True)
         return (
@@ -265,12 +268,12 @@ class HtmlReport:
     def _examples(self, section: ExampleSection, palette: np.ndarray, shown: set[int]) -> str:
         blocks = []
         for example in section.examples:
-            gt = _plane(example.gt)
+            gt = self._shrink(_plane(example.gt))
             ignored = ignored_pixels(gt, self.ignore_index)
             shown.update(np.unique(gt[~ignored]).tolist())
             panels = [self._panel("ground truth", colorize(gt, palette, ignored))]
             for label, pred in example.predictions.items():
-                pred = _plane(pred)
+                pred = self._shrink(_plane(pred))
                 shown.update(np.unique(pred[~ignored]).tolist())
                 panels.append(self._panel(str(label), colorize(pred, palette, ignored)))
                 panels.append(self._panel(f"{label}: errors", error_overlay(gt, pred, palette, self.ignore_index)))
