@@ -328,8 +328,7 @@ def _plots(evaluation: Evaluation, distances, settings: Settings) -> dict[str, b
         "confusion_matrix.png": png_bytes(confusion_figure(names, scores.confusion_matrix, scores.misses)),
     }
     if distances is not None:
-        units = "spacing units" if distances.options.spacing is not None else "pixels / NIfTI spacing"
-        plots["distances.png"] = png_bytes(distances_figure(names, distances.per_class, units))
+        plots["distances.png"] = png_bytes(distances_figure(names, distances.per_class, distances.unit()))
     return plots
 
 
@@ -356,6 +355,12 @@ def _html(evaluation: Evaluation, document: dict, plots: dict, settings: Setting
         "label mapping": _mapping_description(settings),
         "segfuse": document["segfuse_version"],
     }
+    if distances is not None:
+        metadata["distances"] = "; ".join(
+            f"{name}: " + ", ".join(f"{key} {value}" for key, value in values.items() if key != "definition")
+            + (f" ({values['definition']})" if "definition" in values else "")
+            for name, values in distances.options.describe().items() if isinstance(values, dict)
+        ) + f"; distances in {distances.unit()}"
     mapping = mapping_table(used, names, _mapping_description(settings))
     return eval_html(f"segfuse eval: {settings.preds[0]}", metadata, scores, names, plots, examples, mapping,
                      settings.palette, official, distances)

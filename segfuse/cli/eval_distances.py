@@ -143,6 +143,7 @@ def pair_statistics(gt: np.ndarray, pred: np.ndarray, num_classes: int, spacing,
             options.boundary_background, ignore_index=num_classes, validate_args=False,
         )
         statistics["boundary"] = {name: getattr(boundary, name).numpy() for name in BOUNDARY_FIELDS}
+    statistics["spacing"] = None if spacing is None else tuple(float(s) for s in spacing)
     return statistics
 
 
@@ -164,6 +165,13 @@ class DistanceReport:
     empty: dict[str, np.ndarray] = field(default_factory=dict)
     boundary_dataset: np.ndarray | None = None
     boundary_dataset_mean: float = math.nan
+    spacings: list[tuple[float, ...] | None] = field(default_factory=list)
+
+    def unit(self) -> str:
+        """What the distances are measured in: pixels, or the unit of the spacing used."""
+        if all(spacing is None for spacing in self.spacings):
+            return "pixels"
+        return "the spacing's unit (--spacing)" if self.options.spacing is not None else "the NIfTI headers' unit"
 
     @property
     def surface_names(self) -> list[str]:
@@ -200,7 +208,7 @@ def _boundary(parts: list[dict], num_classes: int, options: DistanceOptions):
 
 def summarize(statistics: list[dict], num_classes: int, options: DistanceOptions, names=None) -> DistanceReport:
     """Merge the per-pair statistics (in image order) with the library's streaming metrics."""
-    report = DistanceReport(options, [], {}, {}, {})
+    report = DistanceReport(options, [], {}, {}, {}, spacings=[part["spacing"] for part in statistics])
     if options.boundary:
         per_image, summary = _boundary([part["boundary"] for part in statistics], num_classes, options)
         report.names.append("boundary_iou")

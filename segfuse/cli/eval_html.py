@@ -88,9 +88,10 @@ def eval_html(
     tables = [scores_table(scores, "Per-class scores (%)")]
     if distances is not None:
         header, rows, mean = distance_rows(distances, names)
-        unit = "the spacing's unit" if distances.options.spacing is not None else "pixels, or the NIfTI header's unit"
-        note = (f"Means over the images where a value is defined; BIoU and NSD in %, HD / HD95 / ASSD in {unit}. "
-                "empty gt/pred/both: images where the class is absent from the truth only, the prediction only, both.")
+        note = (f"Means over the images where a value is defined; BIoU and NSD in %, HD / HD95 / ASSD in "
+                f"{distances.unit()}. empty gt/pred/both: images where the class is absent from the truth only, the "
+                "prediction only, both ('-': not scored; class 0 is scored by the surface metrics only with "
+                "--include-background). Distances of a class empty on one side are inf (--surface-empty).")
         tables.append(_text_table("Boundary and surface metrics", header, rows, mean, note))
     if official is not None:
         tables.append(_text_table("Cityscapes benchmark (%), as evalPixelLevelSemanticLabeling", *official_rows(official)))

@@ -57,7 +57,9 @@ def distance_rows(distances, names) -> tuple[list[str], list[list[str]], list[st
     for c, class_name in enumerate(names):
         row = [class_name, *(cell(name, distances.per_class[name][c]) for name in shown)]
         if counts:
-            row.append("/".join(str(int(distances.empty[key][c])) for key in ("gt_empty", "pred_empty", "both_empty")))
+            scored = distances.empty["images"][c] > 0  # class 0 is not scored without --include-background
+            row.append("/".join(str(int(distances.empty[key][c])) for key in ("gt_empty", "pred_empty", "both_empty"))
+                       if scored else "-")
         rows.append(row)
     mean = ["mean", *(cell(name, distances.means[name]) for name in shown)] + ([""] if counts else [])
     return header, rows, mean
@@ -136,8 +138,7 @@ def print_scores(scores, official=None, stream=None, distances=None) -> None:
     print(summary_line(scores), file=stream)
     if distances is not None:
         print(file=stream)
-        unit = "spacing units" if distances.options.spacing is not None else "pixels (or the NIfTI spacing)"
-        title = f"Boundary and surface metrics (mean over images; BIoU and NSD in %, distances in {unit})"
+        title = f"Boundary and surface metrics (mean over images; BIoU and NSD in %, distances in {distances.unit()})"
         print_table(title, *distance_rows(distances, scores.names()), stream=stream)
     if official is not None:
         print(file=stream)

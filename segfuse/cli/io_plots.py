@@ -170,7 +170,7 @@ def distances_figure(class_names: Sequence[str], per_class: dict, units: str = "
     panels = _distance_panels(list(per_class))
     count, font = len(class_names), _font_size(len(class_names))
     step = 0.3 if count <= 30 else 0.2 if count <= 80 else 0.16
-    left, width, top, bottom, gap = _label_inches(class_names, font), 2.6, 0.8, 0.6, 0.25
+    left, width, top, bottom, gap = _label_inches(class_names, font), 2.6, 0.8, 0.6, 0.45
     total = left + len(panels) * (width + gap) + 0.3
     height = top + bottom + step * count
     figure = _figure(total, height)

@@ -70,7 +70,7 @@ def _distance_sections(distances, names: list[str]) -> dict:
     """metrics.json's "boundary" and "surface" sections (settings, means, per class, empty counts)."""
     described = distances.options.describe()
     sections = {}
-    if "boundary" in distances.per_class:
+    if "boundary_iou" in distances.per_class:
         sections["boundary"] = {
             **described["boundary"],
             "miou": json_number(distances.means["boundary_iou"]),
@@ -92,6 +92,8 @@ def _distance_sections(distances, names: list[str]) -> dict:
             "per_class": per_class,
         }
     sections["distance_spacing"] = described["spacing"]
+    sections["distance_spacings_used"] = sorted({spacing for spacing in distances.spacings if spacing is not None})[:10]
+    sections["distance_unit"] = distances.unit()
     return sections
 
 
