@@ -160,12 +160,14 @@ def _examples(comparison, pairs, settings: Settings, args):
     """The worst images by B's per-image mIoU, and B's largest drops against A (masks mapped as counted)."""
     from segfuse.cli.eval_pairs import Lookups, mapped_pair
     from segfuse.report import ExampleSection, MaskExample, worst_images
+    from segfuse.report.html import displayed
 
     miou_a, miou_b = comparison.image_miou_a.tolist(), comparison.image_miou_b.tolist()
     lookups = Lookups.build(settings.options, settings.num_classes)
 
     def example(index: int) -> MaskExample:
-        maps = [mapped_pair(side[index], settings.options, settings.num_classes, lookups) for side in pairs]
+        maps = [mapped_pair(side[index], settings.options, settings.num_classes, lookups, view=displayed)
+                for side in pairs]
         predictions = {label: pred for label, (_, pred) in zip(settings.labels, maps)}
         note = f"mIoU {settings.labels[0]} {100 * miou_a[index]:.2f}, {settings.labels[1]} {100 * miou_b[index]:.2f}"
         return MaskExample(pairs[0][index].stem, maps[0][0], predictions, note)

@@ -336,6 +336,7 @@ def _html(evaluation: Evaluation, document: dict, plots: dict, settings: Setting
           used: dict, official, distances) -> bytes:
     from segfuse.cli.eval_html import eval_html, mapping_table, worst_examples
     from segfuse.cli.eval_pairs import mapped_pair
+    from segfuse.report.html import displayed
 
     scores, size = evaluation.scores, settings.num_classes
     names = scores.names()
@@ -343,7 +344,7 @@ def _html(evaluation: Evaluation, document: dict, plots: dict, settings: Setting
     pairs = pairing.pairs
 
     def read_pair(index: int):
-        return mapped_pair(pairs[index], settings.options, size, lookups)
+        return mapped_pair(pairs[index], settings.options, size, lookups, view=displayed)
 
     examples = worst_examples(evaluation.image_miou.tolist(), args.worst, read_pair, [pair.stem for pair in pairs])
     metadata = {

@@ -229,6 +229,7 @@ class Lookup:
     def __init__(self, mapping: LabelMapping) -> None:
         self.mapping = mapping
         self.table = mapping.classes(np.arange(256))
+        self.small_table = self.table.astype(np.int32)  # for whole maps: 4 bytes a pixel, not 8
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
         if values.dtype == np.uint8 or (values.size and 0 <= values.min() and values.max() < 256):
@@ -241,9 +242,10 @@ def class_map(labels: np.ndarray, lookup: Lookup, no_class: int) -> np.ndarray:
 
     The smallest signed dtype that holds ``no_class`` (int16 below 32767).
     """
-    classes = lookup(labels)
     dtype = np.int16 if no_class < np.iinfo(np.int16).max else np.int32
-    return np.where(classes < 0, no_class, classes).astype(dtype, copy=False)
+    classes = lookup.small_table.astype(dtype)[labels] if labels.dtype == np.uint8 else lookup(labels).astype(dtype)
+    classes[classes < 0] = no_class
+    return classes
 
 
 @dataclass(frozen=True)
@@ -405,15 +407,20 @@ def count_pairs(pairs: Sequence[MaskPair], options: CountOptions, workers: int |
 
 
 def mapped_pair(pair: MaskPair, options: CountOptions, num_classes: int, lookups: Lookups | None = None,
-                ignored: int = -1) -> tuple[np.ndarray, np.ndarray]:
+                ignored: int = -1, view=None) -> tuple[np.ndarray, np.ndarray]:
     """Both maps of a pair as class indices (pixel by pixel, the counting's mapping), for drawing.
 
     Ground truth: ignored pixels hold ``ignored``; prediction: a miss (the ignore value)
-    holds ``num_classes``.
+    holds ``num_classes``. ``view`` (e.g. ``segfuse.report.html.displayed``) picks the
+    pixels to map first.
     """
     lookups = lookups or Lookups.build(options, num_classes)
+    view = view or (lambda labels: labels)
     gt, gt_decoded = read_labels(pair.gt, options.palette)
     pred, pred_decoded = read_labels(pair.pred, options.palette)
+    if gt.shape != pred.shape:
+        raise InputError(f"{pair.pred}: size {pred.shape} does not match the ground truth {pair.gt} of size {gt.shape}")
+    gt, pred = view(gt), view(pred)
     gt_classes = class_map(gt, lookups.decoded if gt_decoded else lookups.gt, num_classes)
     gt_classes[gt_classes == num_classes] = ignored
     return gt_classes, class_map(pred, lookups.decoded if pred_decoded else lookups.pred, num_classes)

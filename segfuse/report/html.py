@@ -139,6 +139,17 @@ def _plane(labels: np.ndarray) -> np.ndarray:
     return array.reshape(1, -1) if array.ndim == 1 else array
 
 
+def displayed(labels: np.ndarray, max_side: int = PANEL_PIXELS) -> np.ndarray:
+    """The part of a mask a page draws: its 2-D plane, every step-th pixel so the longest side is <= ``max_side``.
+
+    Drawing ``displayed(mask)`` gives the same panel as drawing ``mask`` (callers that map
+    labels pixel by pixel can map only these).
+    """
+    plane = _plane(labels)
+    step = max(1, math.ceil(max(plane.shape[:2]) / max_side))
+    return plane[::step, ::step]
+
+
 def _check_example(example: MaskExample) -> None:
     if not example.predictions:
         raise ValueError(f"MaskExample {example.name!r}: predictions must hold at least one label map")
@@ -251,13 +262,8 @@ class HtmlReport:
                             raise ValueError(f"MaskExample {example.name!r}: negative label {int(values.min())} cannot be drawn")
         return as_palette(self.palette, largest + 1)
 
-    def _shrink(self, labels: np.ndarray) -> np.ndarray:
-        """Every step-th pixel so that the longest side is at most ``max_side`` (before colouring: cheap)."""
-        step = max(1, math.ceil(max(labels.shape[:2]) / self.max_side))
-        return labels[::step, ::step]
-
     def _panel(self, caption: str, image: np.ndarray) -> str:
-        image = self._shrink(image)
+        image = displayed(image, self.max_side)
         zoom = max(1, self.max_side // max(image.shape[:2]))
         alt = html.escape(caption, quote=True)
         return (
@@ -268,12 +274,12 @@ class HtmlReport:
     def _examples(self, section: ExampleSection, palette: np.ndarray, shown: set[int]) -> str:
         blocks = []
         for example in section.examples:
-            gt = self._shrink(_plane(example.gt))
+            gt = displayed(example.gt, self.max_side)
             ignored = ignored_pixels(gt, self.ignore_index)
             shown.update(np.unique(gt[~ignored]).tolist())
             panels = [self._panel("ground truth", colorize(gt, palette, ignored))]
             for label, pred in example.predictions.items():
-                pred = self._shrink(_plane(pred))
+                pred = displayed(pred, self.max_side)
                 shown.update(np.unique(pred[~ignored]).tolist())
                 panels.append(self._panel(str(label), colorize(pred, palette, ignored)))
                 panels.append(self._panel(f"{label}: errors", error_overlay(gt, pred, palette, self.ignore_index)))
