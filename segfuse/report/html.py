@@ -145,9 +145,13 @@ def displayed(labels: np.ndarray, max_side: int = PANEL_PIXELS) -> np.ndarray:
     Drawing ``displayed(mask)`` gives the same panel as drawing ``mask`` (callers that map
     labels pixel by pixel can map only these).
     """
-    plane = _plane(labels)
-    step = max(1, math.ceil(max(plane.shape[:2]) / max_side))
-    return plane[::step, ::step]
+    return _strided(_plane(labels), max_side)
+
+
+def _strided(image: np.ndarray, max_side: int) -> np.ndarray:
+    """Every step-th row and column of an (H, W) or (H, W, 3) image, the longest side <= ``max_side``."""
+    step = max(1, math.ceil(max(image.shape[:2]) / max_side))
+    return image[::step, ::step]
 
 
 def _check_example(example: MaskExample) -> None:
@@ -263,7 +267,7 @@ class HtmlReport:
         return as_palette(self.palette, largest + 1)
 
     def _panel(self, caption: str, image: np.ndarray) -> str:
-        image = displayed(image, self.max_side)
+        image = _strided(image, self.max_side)
         zoom = max(1, self.max_side // max(image.shape[:2]))
         alt = html.escape(caption, quote=True)
         return (
