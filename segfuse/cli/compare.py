@@ -15,7 +15,6 @@ code load only when the command runs.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json

@@ -58,8 +58,8 @@ def add_parser(subparsers) -> None:
         "eval",
         help="score a folder of predicted masks against the ground truth",
         description="Score predicted label masks against the ground truth (paired by file stem) and write a\n"
-        "report: per-class IoU, Dice, F-beta, precision, recall, confusion matrix, per-image scores, report.html,\n"
-        "plots; optionally Boundary IoU and surface distances, or a comparison of two models.",
+        "report: per-class IoU, Dice, F-beta, precision, recall, confusion matrix, per-image scores,\n"
+        "report.html and plots; optionally Boundary IoU and surface distances, or compare two models.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -198,7 +198,8 @@ def evaluate_counts(counted: list[PairCounts], size: int, settings: Settings, be
     else:
         result = semantic_scores(confusion, beta, class_names=settings.class_names, convention=settings.convention,
                                  misses=misses)
-    return Evaluation(result, ReportRows(header, rows), np.concatenate(image_miou) if image_miou else np.zeros(0), total)
+    miou = np.concatenate(image_miou) if image_miou else np.zeros(0)
+    return Evaluation(result, ReportRows(header, rows), miou, total)
 
 
 def _cityscapes(counted: list[PairCounts], settings: Settings):
@@ -324,7 +325,8 @@ def _plots(evaluation: Evaluation, distances, settings: Settings) -> dict[str, b
 
     scores, names = evaluation.scores, evaluation.scores.names()
     plots = {
-        "per_class_iou.png": png_bytes(per_class_figure(names, scores.iou.tolist(), float(scores.miou), settings.palette)),
+        "per_class_iou.png": png_bytes(
+            per_class_figure(names, scores.iou.tolist(), float(scores.miou), settings.palette)),
         "confusion_matrix.png": png_bytes(confusion_figure(names, scores.confusion_matrix, scores.misses)),
     }
     if distances is not None:
@@ -351,7 +353,8 @@ def _html(evaluation: Evaluation, document: dict, plots: dict, settings: Setting
         "ground truth": settings.gt, "prediction": settings.preds[0],
         "dataset": settings.preset.name if settings.preset else "(none)", "images": document["num_images"],
         "classes": f"{size} ({settings.options.classes_from})",
-        "convention": scores.convention + (f", per-image average ({scores.per_image_average})" if scores.per_image else ""),
+        "convention": scores.convention
+        + (f", per-image average ({scores.per_image_average})" if scores.per_image else ""),
         "pixels without a prediction": f"{document['unpredicted_pixels']} (misses: FN of the true class)",
         "label mapping": _mapping_description(settings),
         "segfuse": document["segfuse_version"],
@@ -384,7 +387,8 @@ def _write(evaluation: Evaluation, document: dict, settings: Settings, pairing: 
 
             write_file_atomically(settings.html, page)
     except OSError as error:
-        raise InputError(f"{error.filename or settings.out}: cannot write the report ({error.strerror or error})") from error
+        where = error.filename or settings.out
+        raise InputError(f"{where}: cannot write the report ({error.strerror or error})") from error
 
 
 def _evaluate(args) -> int:

@@ -40,7 +40,8 @@ def parse_tolerances(text: str) -> tuple[float, ...]:
     try:
         values = tuple(float(part) for part in text.split(","))
     except ValueError:
-        raise InputError(f"--surface takes NSD tolerances such as 1 or 1,2.5 (in the spacing's unit), got {text!r}") from None
+        raise InputError(
+            f"--surface takes NSD tolerances such as 1 or 1,2.5 (in the spacing's unit), got {text!r}") from None
     if not values or not all(math.isfinite(v) and v >= 0 for v in values):
         raise InputError(f"--surface tolerances must be numbers >= 0, got {text!r}")
     return values
@@ -133,8 +134,8 @@ def pair_statistics(gt: np.ndarray, pred: np.ndarray, num_classes: int, spacing,
     statistics = {}
     if options.surface:
         surface = surface_statistics(
-            pred[None], gt[None], num_classes, spacing, options.definition, "euclidean", PERCENTILES, options.tolerances,
-            options.surface_background, ignore_index=num_classes, validate_args=False,
+            pred[None], gt[None], num_classes, spacing, options.definition, "euclidean", PERCENTILES,
+            options.tolerances, options.surface_background, ignore_index=num_classes, validate_args=False,
         )
         statistics["surface"] = {name: getattr(surface, name).numpy() for name in SURFACE_FIELDS}
     if options.boundary:

@@ -14,7 +14,6 @@ Convention:
 
 from __future__ import annotations
 
-import math
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -57,9 +56,12 @@ def mapping_table(used: Mapping[str, Mapping[int, object]], names: Sequence[str]
 
 
 def report_palette(num_classes: int, palette) -> np.ndarray:
-    """The class colours (the dataset's, or the default) and one grey colour for misses (index C)."""
-    colors = np.asarray(palette, dtype=np.uint8) if palette is not None else default_palette(max(num_classes, 1))
-    return np.concatenate([colors[:num_classes], np.asarray([MISS_COLOR], dtype=np.uint8)])
+    """The class colours (the dataset's, completed by the default's when short) and grey for misses (index C)."""
+    colors = default_palette(max(num_classes, 1))[:num_classes]
+    if palette is not None:
+        given = np.asarray(palette, dtype=np.uint8)[:num_classes]
+        colors = np.concatenate([given, colors[len(given):]])
+    return np.concatenate([colors, np.asarray([MISS_COLOR], dtype=np.uint8)])
 
 
 def worst_examples(image_miou: Sequence[float], count: int, read_pair, stems: Sequence[str]) -> list[MaskExample]:
@@ -94,7 +96,8 @@ def eval_html(
                 "--include-background). Distances of a class empty on one side are inf (--surface-empty).")
         tables.append(_text_table("Boundary and surface metrics", header, rows, mean, note))
     if official is not None:
-        tables.append(_text_table("Cityscapes benchmark (%), as evalPixelLevelSemanticLabeling", *official_rows(official)))
+        title = "Cityscapes benchmark (%), as evalPixelLevelSemanticLabeling"
+        tables.append(_text_table(title, *official_rows(official)))
     tables.append(mapping)
     figures = [Figure(PLOT_TITLES.get(name, name), data) for name, data in plots.items()]
     sections = []
@@ -108,6 +111,3 @@ def eval_html(
     )
     return report.render().encode("utf-8")
 
-
-def percent_or_na(value: float) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.2f}"

@@ -45,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     comparing = command == "compare"
     data = parser.add_argument_group("data")
     data.add_argument("--gt", type=Path, metavar="DIR",
-                      help="ground-truth masks (PNG, .npy, NIfTI)" + ("" if comparing else "; default: the bundled sample"))
+                      help="ground-truth masks (PNG, .npy, NIfTI)"
+                      + ("" if comparing else "; default: the bundled sample"))
     data.add_argument("--pred", type=Path, action="append", metavar="DIR",
                       help="predicted masks, paired with --gt by file stem; give it twice (--pred A --pred B) to "
                       "compare model B against model A" if not comparing else
@@ -61,7 +62,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
                       help="skip unpaired files (counted in the report)" if not comparing else
                       "use only the images all three folders hold")
     labels = parser.add_argument_group("labels")
-    labels.add_argument("--num-classes", type=int, metavar="C", help="C; from --class-names / --dataset, else inferred from the data")
+    labels.add_argument("--num-classes", type=int, metavar="C",
+                        help="C; from --class-names / --dataset, else inferred from the data")
     labels.add_argument("--class-names", metavar="FILE|a,b,c", help="a file with one name per line, or a,b,c")
     labels.add_argument("--ignore-index", type=_ignore_index, default=None, metavar="I",
                         help="ground-truth label to skip (default 255, or the preset's; 'none')")
@@ -73,7 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser, command: str) -> None:
     labels.add_argument("--palette", metavar="NAME|FILE",
                         help="decode RGB colour masks with a preset's palette (e.g. voc, cityscapes) or a preset file")
     scoring = parser.add_argument_group("scores")
-    scoring.add_argument("--beta", type=float, default=1.0, metavar="B", help="F-beta's beta (default 1: the column is Dice)")
+    scoring.add_argument("--beta", type=float, default=1.0, metavar="B",
+                         help="F-beta's beta (default 1: the column is Dice)")
     from segfuse.metrics.scores import CONVENTIONS, DEFAULT_CONVENTION  # numpy only
 
     scoring.add_argument("--convention", choices=tuple(CONVENTIONS), default=DEFAULT_CONVENTION,
@@ -152,8 +155,11 @@ class Settings:
 
     @property
     def palette(self):
-        """The dataset's class colours (C, 3) for plots and the report, or None."""
-        return self.preset.palette if self.preset is not None else None
+        """The class colours (K, 3) for plots and the report: the preset's, else --palette's; or None."""
+        if self.preset is not None and self.preset.palette is not None:
+            return self.preset.palette
+        decoding = getattr(self.options, "palette", None)
+        return decoding.colors if decoding is not None else None
 
 
 def _read_names(path: Path) -> list[str]:
