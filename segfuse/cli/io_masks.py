@@ -258,16 +258,18 @@ def read_labels_and_spacing(path: Path, palette: Palette | None = None) -> tuple
 
 
 def read_labels(path: Path, palette: Palette | None = None) -> tuple[np.ndarray, bool]:
-    """Integer labels (H, W) of a PNG or .npy mask, and whether they were decoded from colours.
+    """Integer labels of a mask, and whether they were decoded from colours.
 
-    Single-channel masks come as stored (uint8, uint16, int32, ...). An RGB PNG is decoded
-    through ``palette`` (class indices, ``ignore_index`` for its ignore colours); without a
-    palette it is an error that says how to give one.
+    PNG and .npy masks are (H, W); .npy and NIfTI volumes (D, H, W). Single-channel masks
+    come as stored (uint8, uint16, int32, ...). An RGB PNG is decoded through ``palette``
+    (class indices, ``ignore_index`` for its ignore colours); without a palette it is an
+    error that says how to give one.
     """
     if is_volume_file(path):
         return read_labels_and_spacing(path)[:2]
-    array = _read_npy(path) if path.suffix.lower() == ".npy" else _read_png(path)
-    decoded = array.ndim == 3
+    is_npy = path.suffix.lower() == ".npy"
+    array = _read_npy(path) if is_npy else _read_png(path)
+    decoded = not is_npy and array.ndim == 3
     if decoded:
         if palette is None:
             raise InputError(

@@ -197,3 +197,20 @@ def test_distances_with_two_predictions_are_an_error(tmp_path, capsys):
             "--boundary", "--json"]
     assert main(argv) == 2
     assert "give one --pred" in capsys.readouterr().err
+
+
+def test_3d_npy_volumes_with_spacing(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    pairs = [volumes(rng) for _ in range(2)]
+    for side in ("gt", "pred"):
+        (tmp_path / side).mkdir()
+    for i, (gt, pred) in enumerate(pairs):
+        np.save(tmp_path / "gt" / f"v{i}.npy", gt)
+        np.save(tmp_path / "pred" / f"v{i}.npy", pred.astype(np.int32))
+    argv = ["eval", "--gt", str(tmp_path / "gt"), "--pred", str(tmp_path / "pred"), "--num-classes", "4",
+            "--surface", "2", "--boundary", "--spacing", "1,1,3", "--json", "--workers", "0"]
+    assert main(argv) == 0
+    document = json.loads(capsys.readouterr().out)
+    surface, boundary, _ = library(pairs, (1.0, 1.0, 3.0), (2.0,))
+    check_document(document, surface, boundary, (2.0,))
+    assert document["distance_unit"] == "the spacing's unit (--spacing)"
