@@ -14,9 +14,11 @@ Timed, each in a fresh process, methods taking turns every round, median of the 
   ``np.bincount`` (the seeds' fast_hist: valid pixels of the truth, ``C * gt + pred``) in a
   ``multiprocessing.Pool`` of 2 worker processes, sums the histograms and prints the mIoU;
 - ``segfuse eval`` as a command (``python -m segfuse eval --num-classes C --out DIR``):
-  pairing, reading, counting, scoring, the table and the report files (JSON, CSV; plots
-  are drawn only when stdout is a terminal, so not here);
-- the same with ``--plots`` (both PNG plots drawn);
+  pairing, reading, counting, scoring, the table and the report files (JSON, CSV and
+  report.html with the 6 worst images; plots are drawn only when stdout is a terminal, so
+  not here);
+- the same with ``--no-html`` (what the HTML report costs) and with ``--plots`` (both PNG
+  plots drawn, and embedded in the HTML);
 - counting alone, in one process each: segfuse's reader (``eval_pairs.read_pairs``, its
   default workers) against the baseline's pool, both without interpreter start-up.
 
@@ -168,7 +170,8 @@ def measure(folder: Path, classes: int, script: Path, rounds: int) -> dict[str, 
     methods = {
         "baseline: pyspng + one np.bincount per pair, Pool(2), as a process":
             lambda: run_process([sys.executable, str(script), str(folder / "gt"), str(folder / "pred"), str(classes)]),
-        "segfuse eval, as a process (report: JSON + CSV, table)": lambda: run_process(eval_command(folder, classes)),
+        "segfuse eval, as a process (report: JSON + CSV + HTML, table)": lambda: run_process(eval_command(folder, classes)),
+        "segfuse eval --no-html, as a process": lambda: run_process(eval_command(folder, classes, "--no-html")),
         "segfuse eval --plots, as a process": lambda: run_process(eval_command(folder, classes, "--plots")),
         "counting alone: baseline's Pool(2), in process": lambda: in_fresh_process("count_baseline", folder, classes, script),
         "counting alone: segfuse read_pairs (default workers), in process":
@@ -199,8 +202,9 @@ def table(title: str, times: dict[str, list[tuple[float, float]]], pairs: int) -
     cpus = {name: statistics.median(cpu for _, cpu in times[name]) for name in names}
     lines = [f"**{title}**", "", "| method | median wall s | pairs / s | wall vs baseline | median CPU s | CPU vs baseline |",
              "|---|---:|---:|---:|---:|---:|"]
-    for index, name in enumerate(names):
-        reference = names[0] if index < 3 else names[3]
+    in_process = next(name for name in names if name.startswith("counting alone: baseline"))
+    for name in names:
+        reference = names[0] if "as a process" in name else in_process
         lines.append(f"| {name} | {walls[name]:.3f} | {pairs / walls[name]:.0f} | **{walls[name] / walls[reference]:.2f}x** | "
                      f"{cpus[name]:.3f} | {cpus[name] / cpus[reference]:.2f}x |")
     return lines + [""]

@@ -1,14 +1,17 @@
-"""``segfuse eval``: score two folders of label masks and write a report.
+"""``segfuse eval``: score a folder of predicted masks against the ground truth and write a report.
 
 Pairs the files (by stem, or by a dataset preset's file patterns), counts each pair in
-worker processes (``eval_pairs``: one joint histogram per pair), scores the counts
-(``eval_scores``, the formulas of ``segfuse.metrics``), prints a per-class table and writes
-metrics.json, per_class.csv, confusion_matrix.csv, per_image.csv and, when asked, two plots
-to --out. With a Cityscapes preset and instance files it adds the benchmark's class and
-category IoU / iIoU (``segfuse.metrics.cityscapes``). Under torchrun the pairs are sharded
-across processes and rank 0 writes the report. Exit code 0 on success, 2 on bad input
-(one line naming the file and the problem), 130 on Ctrl-C. torch is not imported unless
-the run is distributed.
+worker processes (``eval_pairs``: one joint histogram per pair), scores the (C, C + 1)
+counts with :mod:`segfuse.metrics.scores` under ``--convention`` (the last column: pixels
+whose prediction holds the ignore value, misses of the true class), prints a per-class
+table and writes metrics.json, per_class.csv, confusion_matrix.csv, per_image.csv,
+report.html and, when asked, the plots to --out. With a Cityscapes preset and instance
+files it adds the benchmark's class and category IoU / iIoU (``segfuse.metrics.cityscapes``);
+with ``--boundary`` / ``--surface`` the workers also compute Boundary IoU and surface
+distances (``eval_distances``). Two ``--pred`` folders compare model B against model A
+(``segfuse compare``). Under torchrun the pairs are sharded across processes and rank 0
+writes the report. Exit code 0 on success, 2 on bad input (one line naming the file and
+the problem), 130 on Ctrl-C. torch is imported only for distances, comparisons and torchrun.
 """
 
 from __future__ import annotations
@@ -16,51 +19,38 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass, field
-from importlib import resources
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from segfuse.cli.errors import InputError, fail
+from segfuse.cli.eval_options import Settings, add_arguments, pair_folder, sample_folder, settings_from
 from segfuse.cli.eval_pairs import (
-    CountOptions, JointCounts, Lookups, PairCounts, default_workers, infer_num_classes, map_counts, per_image_overlaps,
-    read_pairs, stacked_counts,
+    JointCounts, Lookups, PairCounts, default_workers, infer_num_classes, map_counts, per_image_overlaps, read_pairs,
+    stacked_counts,
 )
-from segfuse.cli.eval_scores import EvalScores, eval_scores, overlap_scores, per_image_average, per_image_sums
-from segfuse.cli.io_masks import MaskPair, Pairing, Palette, pair_masks
-from segfuse.cli.io_report import ReportRows, metrics_document, metrics_json, write_report
+from segfuse.cli.io_masks import MaskPair, Pairing
+from segfuse.cli.io_report import ReportRows, data_files, metrics_document, metrics_json, write_report
+from segfuse.metrics.scores import SemanticScores, per_image_scores, per_image_sums, semantic_scores
+
+__all__ = ["add_parser", "run", "sample_folder"]
 
 CHUNK = 256
-DEFAULT_OUT = Path("segfuse-report")
-
-
-def sample_folder() -> Path:
-    """The sample bundled in the package (gt/, pred/, classes.txt)."""
-    return Path(str(resources.files("segfuse").joinpath("data", "sample")))
-
-
-NO_IGNORE = "none"
-
-
-def _ignore_index(text: str):
-    if text.lower() in ("none", "off"):
-        return NO_IGNORE
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer or 'none', got {text!r}") from None
-
 
 EPILOG = """examples:
   segfuse eval --gt masks/gt --pred masks/pred --class-names classes.txt --out report/
   segfuse eval --dataset cityscapes --gt cityscapes/gtFine/val --pred results/
   segfuse eval --dataset ade20k --gt ADEChallengeData2016/annotations/validation --pred pred/ --map-pred
   segfuse eval --gt gt/ --pred pred_rgb/ --palette voc --num-classes 21 --json > metrics.json
+  segfuse eval --gt gt/ --pred pred/ --convention mmseg
+  segfuse eval --gt gt/ --pred model_a/ --pred model_b/ --resamples 2000
+  segfuse eval --gt labels/ --pred seg/ --num-classes 4 --surface 1,2 --boundary --spacing 1,1,2.5
 
 Predictions that hold the ignore value count as misses of the true class (mmseg's rule).
 Presets: cityscapes, ade20k, voc, coco-stuff, pascal-context, or a preset file (TOML; see
-segfuse/datasets/presets.py). Ctrl-C stops the run (exit 130); nothing is written then."""
+segfuse/datasets/presets.py). Masks: PNG, .npy (2D or 3D), NIfTI (.nii, .nii.gz; needs
+nibabel). Ctrl-C stops the run (exit 130); nothing is written then."""
 
 
 def add_parser(subparsers) -> None:
@@ -68,207 +58,28 @@ def add_parser(subparsers) -> None:
         "eval",
         help="score a folder of predicted masks against the ground truth",
         description="Score predicted label masks against the ground truth (paired by file stem) and write a\n"
-        "report: per-class IoU, Dice, F-beta, precision, recall, confusion matrix, per-image scores, plots.",
+        "report: per-class IoU, Dice, F-beta, precision, recall, confusion matrix, per-image scores,\n"
+        "report.html and plots; optionally Boundary IoU and surface distances, or compare two models.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    data = parser.add_argument_group("data")
-    data.add_argument("--gt", type=Path, metavar="DIR", help="ground-truth masks (PNG or .npy); default: the bundled sample")
-    data.add_argument("--pred", type=Path, metavar="DIR", help="predicted masks, paired with --gt by file stem")
-    data.add_argument("--dataset", metavar="NAME|FILE",
-                      help="preset: class names, ignore index, label mapping, palette and file patterns of "
-                      "cityscapes, ade20k, voc, coco-stuff, pascal-context, or a preset file (TOML)")
-    data.add_argument("--gt-suffix", nargs="+", metavar="SUFFIX",
-                      help="ground-truth file names end with this (e.g. _gtFine_labelIds.png); default .png / .npy")
-    data.add_argument("--pred-suffix", nargs="+", metavar="SUFFIX", help="prediction file names end with this")
-    data.add_argument("--skip-missing", action="store_true", help="skip unpaired files (counted in the report)")
-    labels = parser.add_argument_group("labels")
-    labels.add_argument("--num-classes", type=int, metavar="C", help="C; from --class-names / --dataset, else inferred from the data")
-    labels.add_argument("--class-names", metavar="FILE|a,b,c", help="a file with one name per line, or a,b,c")
-    labels.add_argument("--ignore-index", type=_ignore_index, default=None, metavar="I",
-                        help="ground-truth label to skip (default 255, or the preset's; 'none')")
-    labels.add_argument("--reduce-zero-label", action="store_true",
-                        help="mmseg: ground truth 0 -> ignored, others - 1 (ADE20K)")
-    labels.add_argument("--map-pred", action="store_true",
-                        help="apply the label mapping to the predictions too (Cityscapes label-id predictions, "
-                        "ADE20K 1..150 submissions)")
-    labels.add_argument("--palette", metavar="NAME|FILE",
-                        help="decode RGB colour masks with a preset's palette (e.g. voc, cityscapes) or a preset file")
-    scoring = parser.add_argument_group("scores")
-    scoring.add_argument("--beta", type=float, default=1.0, metavar="B", help="F-beta's beta (default 1: the column is Dice)")
-    scoring.add_argument("--per-image", action="store_true", help="average per-image scores instead of dataset counts")
-    output = parser.add_argument_group("output")
-    output.add_argument("--out", type=Path, metavar="DIR", help=f"report folder (default ./{DEFAULT_OUT}; with --json only when given)")
-    output.add_argument("--json", action="store_true", help="print metrics.json to stdout instead of the table")
-    output.add_argument("--plots", action=argparse.BooleanOptionalAction, default=None,
-                        help="draw per_class_iou.png and confusion_matrix.png (default: when stdout is a terminal)")
-    output.add_argument("--workers", type=int, metavar="K",
-                        help="reader processes; 0 reads in this process (default: as many as pay off, at most the cores)")
+    add_arguments(parser, "eval")
     parser.set_defaults(run=run)
 
 
-# ---- settings ------------------------------------------------------------------------------
-
-
-@dataclass
-class Settings:
-    gt: Path
-    pred: Path
-    class_names: list[str] | None
-    num_classes: int | None
-    ignore_index: int | None
-    options: CountOptions
-    out: Path | None
-    plots: bool
-    preset: object = None
-    instance_suffix: str | None = None
-    notes: list[str] = field(default_factory=list)
-
-
-def _read_names(path: Path) -> list[str]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")  # a BOM is not part of the first name
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot read --class-names ({error})") from error
-    names = [line.strip() for line in text.splitlines() if line.strip()]
-    if not names:
-        raise InputError(f"{path}: --class-names file holds no names")
-    return names
-
-
-def _class_names(text: str | None) -> list[str] | None:
-    """Names from a file, or from a,b,c; a single word that is no file is a missing file, not one name."""
-    if text is None:
-        return None
-    path = Path(text)
-    if path.is_file():
-        return _read_names(path)
-    if "," not in text:
-        raise InputError(f"{text}: --class-names file not found (for names on the command line write a,b,c)")
-    names = [name.strip() for name in text.split(",")]
-    if any(not name for name in names):
-        raise InputError(f"{text}: --class-names has an empty name")
-    return names
-
-
-def _preset(name: str | None, option: str):
-    if name is None:
-        return None
-    from segfuse.datasets import load_preset
-
-    try:
-        return load_preset(name)
-    except ValueError as error:
-        raise InputError(f"{option} {error}") from error
-
-
-def _palette(args, preset, ignore_index) -> Palette | None:
-    source = _preset(args.palette, "--palette") if args.palette else preset
-    if source is None or source.palette is None:
-        return None
-    ignore = source.ignore_colors if source.ignore_colors is not None else np.zeros((0, 3), np.uint8)
-    return Palette(source.palette, ignore, ignore_index, source.name)
-
-
-def check_out(out: Path) -> None:
-    """Fail before any work when ``out`` cannot become the report folder."""
-    if out.exists() and not out.is_dir():
-        raise InputError(f"{out}: --out exists and is not a folder")
-    parent = out if out.exists() else out.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"{out}: --out cannot be written ({parent} is not a writable folder)")
-
-
-def _plots_wanted(args, out: Path | None) -> bool:
-    if out is None:
-        return False
-    if args.plots is not None:
-        return args.plots
-    return not args.json and sys.stdout is not None and sys.stdout.isatty()
-
-
-def _check_numbers(args) -> None:
-    if (args.gt is None) != (args.pred is None):
-        raise InputError("--gt and --pred go together (give both, or neither for the bundled sample)")
-    if args.workers is not None and args.workers < 0:
-        raise InputError(f"--workers must be >= 0 (0 reads in this process), got {args.workers}")
-    if not args.beta > 0:
-        raise InputError(f"--beta must be > 0, got {args.beta}")
-    if args.num_classes is not None and args.num_classes < 1:
-        raise InputError(f"--num-classes must be >= 1, got {args.num_classes}")
-
-
-def _names_and_count(args, preset, sample: Path | None) -> tuple[list[str] | None, int | None, str]:
-    names = _class_names(args.class_names)
-    source = f"--class-names {args.class_names}" if names else ""
-    if names is None and preset is not None:
-        names, source = list(preset.classes), f"--dataset {args.dataset}"
-    if names is None and sample is not None:
-        names, source = _read_names(sample / "classes.txt"), "the bundled sample's classes.txt"
-    if names and args.num_classes is not None and len(names) != args.num_classes:
-        raise InputError(f"{source} has {len(names)} names but --num-classes is {args.num_classes}")
-    if args.num_classes is not None:
-        return names, args.num_classes, f"--num-classes {args.num_classes}"
-    return names, (len(names) if names else None), (f"{source} ({len(names)} names)" if names else "the data")
-
-
-def settings_from(args) -> Settings:
-    """Resolve the arguments (preset, names, mapping, palette); bad values raise InputError."""
-    _check_numbers(args)
-    preset = _preset(args.dataset, "--dataset")
-    sample = sample_folder() if args.gt is None else None
-    gt, pred = (sample / "gt", sample / "pred") if sample else (args.gt, args.pred)
-    names, num_classes, classes_from = _names_and_count(args, preset, sample)
-    if args.ignore_index is None:
-        ignore_index = preset.ignore_index if preset else 255
-    else:
-        ignore_index = None if args.ignore_index == NO_IGNORE else args.ignore_index
-    reduce_zero_label = args.reduce_zero_label or bool(preset and preset.reduce_zero_label)
-    if reduce_zero_label and ignore_index is None:
-        raise InputError("--reduce-zero-label needs an --ignore-index for the former label 0")
-    label_map = preset.label_map if preset else None
-    if args.map_pred and not (reduce_zero_label or label_map):
-        raise InputError("--map-pred needs a label mapping (--reduce-zero-label or a --dataset with a label map)")
-    out = args.out if args.out is not None else (None if args.json else DEFAULT_OUT)
-    if out is not None:
-        check_out(out)
-    options = CountOptions(num_classes, ignore_index, reduce_zero_label and not label_map, label_map, args.map_pred,
-                           _palette(args, preset, ignore_index), classes_from)
-    instance_suffix = preset.instance_suffix if preset and preset.official_metrics == "cityscapes" else None
-    return Settings(gt, pred, names, num_classes, ignore_index, options, out, _plots_wanted(args, out), preset,
-                    instance_suffix)
-
-
-# ---- pairing ---------------------------------------------------------------------------------
+# ---- pairing -------------------------------------------------------------------------------------
 
 
 def _pairing(settings: Settings, args) -> Pairing:
-    preset = settings.preset
-    gt_suffix = args.gt_suffix or (preset.gt_suffix if preset else None)
-    pred_suffix = args.pred_suffix or (preset.pred_suffix if preset else None)
-    pairing = pair_masks(settings.gt, settings.pred, gt_suffix, pred_suffix)
-    _check_pairing(pairing, args.skip_missing, settings)
+    pairing = pair_folder(settings, settings.preds[0], args.skip_missing)
     if settings.instance_suffix:
-        pairing = _with_instances(pairing, settings, gt_suffix)
+        pairing = _with_instances(pairing, settings)
     return pairing
 
 
-def _check_pairing(pairing: Pairing, skip_missing: bool, settings: Settings) -> None:
-    if skip_missing or not (pairing.missing_pred or pairing.missing_gt):
-        if not pairing.pairs:
-            raise InputError(f"{settings.pred}: no prediction pairs with a ground-truth mask in {settings.gt}")
-        return
-    side, files, folder = ("prediction", pairing.missing_pred, settings.pred) if pairing.missing_pred else (
-        "ground truth", pairing.missing_gt, settings.gt)
-    more = f" (and {len(files) - 1} more; --skip-missing skips them)" if len(files) > 1 else " (--skip-missing skips it)"
-    raise InputError(f"{files[0]}: no {side} with the stem {Path(files[0].name).stem!r} in {folder}{more}")
-
-
-def _with_instances(pairing: Pairing, settings: Settings, gt_suffix) -> Pairing:
+def _with_instances(pairing: Pairing, settings: Settings) -> Pairing:
     """Attach each gt file's instance-id file; without all of them the official iIoU is skipped."""
-    suffixes = (gt_suffix,) if isinstance(gt_suffix, str) else tuple(gt_suffix or ())
+    suffixes = settings.gt_suffix or ()
     pairs = []
     for pair in pairing.pairs:
         suffix = next((s for s in suffixes if pair.gt.name.endswith(s)), None)
@@ -288,17 +99,17 @@ def _distributed() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
-def _read_all(pairing: Pairing, settings: Settings, args) -> list[JointCounts]:
+def read_all(pairs: list[MaskPair], options, args) -> list[JointCounts]:
     """Every pair's joint histogram; under torchrun each process reads its shard and all gather."""
     if not _distributed():
-        workers = args.workers if args.workers is not None else default_workers(pairs=pairing.pairs)
-        return read_pairs(pairing.pairs, settings.options, workers, progress=not args.json)
+        workers = args.workers if args.workers is not None else default_workers(pairs=pairs)
+        return read_pairs(pairs, options, workers, progress=not args.json)
     from segfuse.cli.eval_distributed import first_error, gather_objects, shard, world_size
 
-    shard_pairs = shard(pairing.pairs)
+    shard_pairs = shard(pairs)
     workers = args.workers if args.workers is not None else default_workers(world_size(), shard_pairs)
     try:
-        joints, message = read_pairs(shard_pairs, settings.options, workers, progress=not args.json), None
+        joints, message = read_pairs(shard_pairs, options, workers, progress=not args.json), None
     except InputError as error:
         joints, message = [], str(error)
     error = first_error(message)
@@ -316,12 +127,24 @@ def _rank() -> int:
     return rank()
 
 
-def _mapped(joints: list[JointCounts], pairing: Pairing, settings: Settings) -> tuple[list[PairCounts], int]:
+def known_num_classes(settings: Settings, pairs: list[MaskPair], args) -> None:
+    """Distance statistics are computed in the workers and need C: infer it first when not given."""
+    if settings.options.distances is None or settings.num_classes is not None:
+        return
+    joints = read_all(pairs, replace(settings.options, distances=None), args)
+    size = infer_num_classes(joints, settings.options)
+    settings.notes.append(f"--num-classes not given: inferred {size} from the data (largest label {size - 1})")
+    settings.num_classes = size
+    settings.options = replace(settings.options, num_classes=size, classes_from=f"{size} inferred from the data")
+
+
+def mapped(joints: list[JointCounts], pairs: list[MaskPair], settings: Settings) -> tuple[list[PairCounts], int]:
     size = settings.num_classes
     if size is None:
         size = infer_num_classes(joints, settings.options)
         settings.notes.append(f"--num-classes not given: inferred {size} from the data (largest label {size - 1})")
-    by_stem = {pair.stem: pair for pair in pairing.pairs}
+        settings.num_classes = size
+    by_stem = {pair.stem: pair for pair in pairs}
     lookups = Lookups.build(settings.options, size)
     return [map_counts(joint, settings.options, by_stem[joint.stem], size, lookups) for joint in joints], size
 
@@ -337,31 +160,46 @@ def _text(values: np.ndarray) -> list[list[str]]:
     return [["n/a" if value != value else repr(value) for value in row] for row in values.tolist()]
 
 
-def _per_image(counted: list[PairCounts], size: int, names: list[str], beta: float):
-    """Per-image CSV rows, the summed per-image statistics and the dataset counts (C, C + 1); numpy in chunks."""
+@dataclass
+class Evaluation:
+    """The scores (numpy), the per-image rows and mIoU, and the dataset counts (C, C + 1)."""
+
+    scores: SemanticScores
+    rows: ReportRows
+    image_miou: np.ndarray
+    total: np.ndarray
+
+
+def _add(sums: dict | None, part: dict) -> dict:
+    return part if sums is None else {name: sums[name] + part[name] for name in sums}
+
+
+def evaluate_counts(counted: list[PairCounts], size: int, settings: Settings, beta: float) -> Evaluation:
+    """Dataset scores (or per-image averages), per-image rows; numpy in chunks of images."""
+    names = settings.class_names or [str(c) for c in range(size)]
     header = ["image", "shape", "valid_pixels", "unpredicted_pixels", *IMAGE_MEANS, *(f"iou_{name}" for name in names)]
-    rows, sums = [], None
+    rows, sums, image_miou = [], None, []
     for start in range(0, len(counted), CHUNK):
         items = counted[start : start + CHUNK]
-        tp, fp, fn = per_image_overlaps(items, size)
-        scores = overlap_scores(tp, fp, fn, beta)
-        part = per_image_sums(scores)
-        sums = part if sums is None else sums + part
-        valid = (tp + fn).sum(1).astype(np.int64).tolist()
+        counts = per_image_overlaps(items, size)  # misses are FN
+        scores = semantic_scores(counts, beta, convention=settings.convention)
+        if settings.per_image:
+            sums = _add(sums, per_image_sums(counts, beta, convention=settings.convention))
+        valid = (counts[0] + counts[2]).sum(1).astype(np.int64).tolist()
         means = _text(np.stack([getattr(scores, name) for name in IMAGE_MEANS], axis=1))
-        ious = _text(scores.iou)
         rows += [[item.stem, "x".join(map(str, item.shape)), count, item.unpredicted, *mean, *iou]
-                 for item, count, mean, iou in zip(items, valid, means, ious)]
+                 for item, count, mean, iou in zip(items, valid, means, _text(scores.iou))]
+        image_miou.append(scores.miou)
     total = stacked_counts(counted, size, total=True) if counted else np.zeros((size, size + 1), np.int64)
-    return ReportRows(header, rows), sums, total
-
-
-def _scores(counted: list[PairCounts], size: int, settings: Settings, args) -> tuple[EvalScores, ReportRows]:
-    names = settings.class_names or [str(c) for c in range(size)]
-    rows, sums, total = _per_image(counted, size, names, args.beta)
-    if args.per_image:
-        return per_image_average(sums, total, args.beta, settings.class_names), rows
-    return eval_scores(total, args.beta, settings.class_names), rows
+    confusion, misses = total[:, :size], total[:, size]
+    if settings.per_image:
+        result = per_image_scores(sums, confusion, beta, class_names=settings.class_names,
+                                  convention=settings.convention, misses=misses)
+    else:
+        result = semantic_scores(confusion, beta, class_names=settings.class_names, convention=settings.convention,
+                                 misses=misses)
+    miou = np.concatenate(image_miou) if image_miou else np.zeros(0)
+    return Evaluation(result, ReportRows(header, rows), miou, total)
 
 
 def _cityscapes(counted: list[PairCounts], settings: Settings):
@@ -388,20 +226,64 @@ def _cityscapes(counted: list[PairCounts], settings: Settings):
     return cityscapes.cityscapes_scores(confusion, instances)
 
 
+def _distances(joints: list[JointCounts], size: int, settings: Settings):
+    if settings.options.distances is None:
+        return None
+    from segfuse.cli.eval_distances import summarize
+
+    return summarize([joint.distances for joint in joints], size, settings.options.distances, settings.class_names)
+
+
+def _distance_rows(rows: ReportRows, distances) -> None:
+    """per_image.csv: each image's mean over its classes of every distance score."""
+    if distances is None:
+        return
+    from segfuse.cli.eval_distances import image_means
+
+    means = image_means(distances)
+    rows.header += [f"mean_{name}" for name in distances.names]
+    columns = _text(np.stack([means[name] for name in distances.names], axis=1))
+    for row, extra in zip(rows.rows, columns):
+        row += extra
+
+
 # ---- report --------------------------------------------------------------------------------------
 
 
-def _metadata(args, settings: Settings, pairing: Pairing, size: int, misses: int) -> dict:
+def _arguments(args) -> dict:
+    arguments = {}
+    for key, value in vars(args).items():
+        if key == "run":
+            continue
+        if isinstance(value, Path):
+            value = str(value)
+        elif isinstance(value, list):
+            value = [str(item) if isinstance(item, Path) else item for item in value]
+        arguments[key] = value
+    if isinstance(arguments.get("pred"), list) and len(arguments["pred"]) == 1:
+        arguments["pred"] = arguments["pred"][0]
+    return arguments
+
+
+def _mapping_description(settings: Settings) -> str:
+    options = settings.options
+    mapping = options.gt_mapping(settings.num_classes)
+    parts = [f"ground truth: {mapping.describe()}", f"ignore index {options.ignore_index}"]
+    parts.append("predictions: the same mapping (--map-pred)" if options.map_pred else "predictions: identity")
+    if options.palette is not None:
+        parts.append(f"RGB masks decoded with the palette of {options.palette.name}")
+    return "; ".join(parts)
+
+
+def _metadata(args, settings: Settings, pairing: Pairing, size: int, misses: int, used: dict) -> dict:
     from segfuse import __version__
 
-    arguments = {key: (str(value) if isinstance(value, Path) else value) for key, value in vars(args).items()}
-    arguments.pop("run", None)
     options = settings.options
     return {
         "segfuse_version": __version__,
-        "arguments": arguments,
+        "arguments": _arguments(args),
         "gt": str(settings.gt),
-        "pred": str(settings.pred),
+        "pred": str(settings.preds[0]),
         "dataset": settings.preset.name if settings.preset else None,
         "num_images": len(pairing.pairs),
         "skipped": {"missing_prediction": len(pairing.missing_pred), "missing_ground_truth": len(pairing.missing_gt)},
@@ -412,15 +294,17 @@ def _metadata(args, settings: Settings, pairing: Pairing, size: int, misses: int
         "ignore_index": options.ignore_index,
         "reduce_zero_label": options.reduce_zero_label,
         "label_mapping": "table" if options.label_map else None,
+        "label_mapping_used": {side: {str(value): mapped for value, mapped in values.items()}
+                               for side, values in used.items()},
         "map_pred": options.map_pred,
         "unpredicted_pixels": misses,
         "beta": args.beta,
-        "per_image": args.per_image,
+        "per_image": settings.per_image,
         "processes": int(os.environ.get("WORLD_SIZE", "1")),
     }
 
 
-def _notes(settings: Settings, pairing: Pairing, misses: int, args) -> None:
+def _notes(settings: Settings, pairing: Pairing, misses: int) -> None:
     skipped = len(pairing.missing_pred) + len(pairing.missing_gt)
     if skipped:
         settings.notes.append(
@@ -434,30 +318,114 @@ def _notes(settings: Settings, pairing: Pairing, misses: int, args) -> None:
         print(f"segfuse: {note}", file=sys.stderr)
 
 
+def _plots(evaluation: Evaluation, distances, settings: Settings) -> dict[str, bytes]:
+    if not settings.plots:
+        return {}
+    from segfuse.cli.io_plots import confusion_figure, distances_figure, per_class_figure, png_bytes
+
+    scores, names = evaluation.scores, evaluation.scores.names()
+    plots = {
+        "per_class_iou.png": png_bytes(
+            per_class_figure(names, scores.iou.tolist(), float(scores.miou), settings.palette)),
+        "confusion_matrix.png": png_bytes(confusion_figure(names, scores.confusion_matrix, scores.misses)),
+    }
+    if distances is not None:
+        plots["distances.png"] = png_bytes(distances_figure(names, distances.per_class, distances.unit()))
+    return plots
+
+
+def _html(evaluation: Evaluation, document: dict, plots: dict, settings: Settings, pairing: Pairing, args,
+          used: dict, official, distances) -> bytes:
+    from segfuse.cli.eval_html import eval_html, mapping_table, worst_examples
+    from segfuse.cli.eval_pairs import mapped_pair
+    from segfuse.report.html import displayed
+
+    scores, size = evaluation.scores, settings.num_classes
+    names = scores.names()
+    lookups = Lookups.build(settings.options, size)
+    pairs = pairing.pairs
+
+    def read_pair(index: int):
+        return mapped_pair(pairs[index], settings.options, size, lookups, view=displayed)
+
+    examples = worst_examples(evaluation.image_miou.tolist(), args.worst, read_pair, [pair.stem for pair in pairs])
+    metadata = {
+        "ground truth": settings.gt, "prediction": settings.preds[0],
+        "dataset": settings.preset.name if settings.preset else "(none)", "images": document["num_images"],
+        "classes": f"{size} ({settings.options.classes_from})",
+        "convention": scores.convention
+        + (f", per-image average ({scores.per_image_average})" if scores.per_image else ""),
+        "pixels without a prediction": f"{document['unpredicted_pixels']} (misses: FN of the true class)",
+        "label mapping": _mapping_description(settings),
+        "segfuse": document["segfuse_version"],
+    }
+    if distances is not None:
+        metadata["distances"] = "; ".join(
+            f"{name}: " + ", ".join(f"{key} {value}" for key, value in values.items() if key != "definition")
+            + (f" ({values['definition']})" if "definition" in values else "")
+            for name, values in distances.options.describe().items() if isinstance(values, dict)
+        ) + f"; distances in {distances.unit()}"
+    mapping = mapping_table(used, names, _mapping_description(settings))
+    return eval_html(f"segfuse eval: {settings.preds[0]}", metadata, scores, names, plots, examples, mapping,
+                     settings.palette, official, distances)
+
+
+def _write(evaluation: Evaluation, document: dict, settings: Settings, pairing: Pairing, args, used: dict,
+           official, distances) -> None:
+    plots = _plots(evaluation, distances, settings)
+    files = {**data_files(evaluation.scores, document, evaluation.rows, distances), **plots}
+    page = None if settings.html is None else _html(evaluation, document, plots, settings, pairing, args, used,
+                                                    official, distances)
+    inside = page is not None and settings.out is not None and settings.html.parent.resolve() == settings.out.resolve()
+    if inside:
+        files[settings.html.name] = page
+    try:
+        if settings.out is not None:
+            write_report(settings.out, files)
+        if page is not None and not inside:
+            from segfuse.report.files import write_file_atomically
+
+            write_file_atomically(settings.html, page)
+    except OSError as error:
+        where = error.filename or settings.out
+        raise InputError(f"{where}: cannot write the report ({error.strerror or error})") from error
+
+
 def _evaluate(args) -> int:
-    settings = settings_from(args)
+    settings = settings_from(args, "eval")
+    if settings.comparing:
+        from segfuse.cli.compare import compare_folders
+
+        return compare_folders(settings, args)
     pairing = _pairing(settings, args)
-    joints = _read_all(pairing, settings, args)
+    if settings.options.distances is not None:
+        import segfuse.metrics.boundary  # noqa: F401  (torch once, before the workers fork)
+        import segfuse.metrics.surface  # noqa: F401
+
+        known_num_classes(settings, pairing.pairs, args)
+    joints = read_all(pairing.pairs, settings.options, args)
     if _rank() != 0:
         return 0
-    counted, size = _mapped(joints, pairing, settings)
-    scores, rows = _scores(counted, size, settings, args)
+    counted, size = mapped(joints, pairing.pairs, settings)
+    evaluation = evaluate_counts(counted, size, settings, args.beta)
+    distances = _distances(joints, size, settings)
+    _distance_rows(evaluation.rows, distances)
     official = _cityscapes(counted, settings)
-    misses = int(scores.misses.sum())
-    _notes(settings, pairing, misses, args)
-    document = metrics_document(scores, _metadata(args, settings, pairing, size, misses), official)
-    if settings.out is not None:
-        palette = settings.preset.palette if settings.preset is not None else None
-        try:
-            write_report(settings.out, scores, document, rows, plots=settings.plots, palette=palette)
-        except OSError as error:
-            raise InputError(f"{settings.out}: cannot write the report ({error})") from error
+    misses = int(evaluation.total[:, size].sum())
+    _notes(settings, pairing, misses)
+    from segfuse.cli.eval_pairs import label_mapping_used
+
+    used = label_mapping_used(joints, settings.options, size)
+    document = metrics_document(evaluation.scores, _metadata(args, settings, pairing, size, misses, used), official,
+                                distances)
+    if settings.out is not None or settings.html is not None:
+        _write(evaluation, document, settings, pairing, args, used, official, distances)
     if args.json:
         print(metrics_json(document), end="")
         return 0
     from segfuse.cli.eval_table import print_scores
 
-    print_scores(scores, official)
+    print_scores(evaluation.scores, official, distances=distances)
     if settings.out is not None:
         print(f"report written to {settings.out}", file=sys.stderr)
     return 0

@@ -14,6 +14,10 @@ Convention:
     truth is ignored count nowhere. When C is not given it is the largest class in the
     truth or in the predictions at non-ignored pixels, + 1; the ignore value never counts.
     Workers ignore Ctrl-C; the main process stops them (see ``segfuse.cli.errors``).
+
+    With boundary / surface metrics asked for (``CountOptions.distances``), the worker also
+    maps both decoded maps pixel by pixel (the same lookup tables) and returns the pair's
+    distance statistics (:mod:`segfuse.cli.eval_distances`); C must be known then.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 
 from segfuse.cli.errors import InputError, ignore_interrupts
-from segfuse.cli.io_masks import MaskPair, Palette, read_labels, read_mask
+from segfuse.cli.io_masks import MaskPair, Palette, read_labels, read_labels_and_spacing, read_mask
 from segfuse.datasets.labels import IGNORED, INVALID, LabelMapping
 
 BYTES_PER_WORKER = 4 << 20  # PNG bytes a worker must have to read before starting one pays off
@@ -49,6 +53,7 @@ class CountOptions:
     map_pred: bool = False
     palette: Palette | None = None
     classes_from: str = "the data"
+    distances: object = None  # segfuse.cli.eval_distances.DistanceOptions: boundary / surface statistics per pair
 
     def gt_mapping(self, num_classes: int | None = None) -> LabelMapping:
         classes = self.num_classes if num_classes is None else num_classes
@@ -76,6 +81,7 @@ class JointCounts:
     gt_decoded: bool = False
     pred_decoded: bool = False
     instances: object = None  # segfuse.metrics.cityscapes.InstanceHistogram of the pair, when read
+    distances: dict | None = None  # numpy boundary / surface statistics of the pair (eval_distances), when asked
 
 
 @dataclass(frozen=True)
@@ -180,8 +186,8 @@ def joint_histogram(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def count_pair(pair: MaskPair, options: CountOptions) -> JointCounts:
     """Read, check and histogram one pair; problems raise InputError naming the file."""
-    gt, gt_decoded = read_labels(pair.gt, options.palette)
-    pred, pred_decoded = read_labels(pair.pred, options.palette)
+    gt, gt_decoded, gt_spacing = read_labels_and_spacing(pair.gt, options.palette)
+    pred, pred_decoded, pred_spacing = read_labels_and_spacing(pair.pred, options.palette)
     if gt.shape != pred.shape:
         raise InputError(f"{pair.pred}: size {pred.shape} does not match the ground truth {pair.gt} of size {gt.shape}")
     gt_values, pred_values, counts = joint_histogram(gt, pred)
@@ -189,6 +195,17 @@ def count_pair(pair: MaskPair, options: CountOptions) -> JointCounts:
     joint = JointCounts(pair.stem, gt.shape, gt_values, pred_values, counts, gt_decoded, pred_decoded, instances)
     if options.num_classes is not None:
         map_counts(joint, options, pair)  # fail early, naming the file
+    if options.distances is not None:
+        from dataclasses import replace
+
+        from segfuse.cli.eval_distances import pair_statistics
+
+        lookups = Lookups.build(options, options.num_classes)
+        size = options.num_classes
+        gt_classes = class_map(gt, lookups.decoded if gt_decoded else lookups.gt, size)
+        pred_classes = class_map(pred, lookups.decoded if pred_decoded else lookups.pred, size)
+        spacing = options.distances.pair_spacing(gt_spacing, pred_spacing, gt.ndim, pair)
+        joint = replace(joint, distances=pair_statistics(gt_classes, pred_classes, size, spacing, options.distances))
     return joint
 
 
@@ -212,11 +229,23 @@ class Lookup:
     def __init__(self, mapping: LabelMapping) -> None:
         self.mapping = mapping
         self.table = mapping.classes(np.arange(256))
+        self.small_table = self.table.astype(np.int32)  # for whole maps: 4 bytes a pixel, not 8
 
     def __call__(self, values: np.ndarray) -> np.ndarray:
-        if values.size and 0 <= values.min() and values.max() < 256:
+        if values.dtype == np.uint8 or (values.size and 0 <= values.min() and values.max() < 256):
             return self.table[values]
         return self.mapping.classes(values)
+
+
+def class_map(labels: np.ndarray, lookup: Lookup, no_class: int) -> np.ndarray:
+    """Class indices of a decoded map, pixel by pixel; ignored (and invalid) values become ``no_class``.
+
+    The smallest signed dtype that holds ``no_class`` (int16 below 32767).
+    """
+    dtype = np.int16 if no_class < np.iinfo(np.int16).max else np.int32
+    classes = lookup.small_table.astype(dtype)[labels] if labels.dtype == np.uint8 else lookup(labels).astype(dtype)
+    classes[classes < 0] = no_class
+    return classes
 
 
 @dataclass(frozen=True)
@@ -372,3 +401,59 @@ def count_pairs(pairs: Sequence[MaskPair], options: CountOptions, workers: int |
     size = options.num_classes or infer_num_classes(joints, options)
     lookups = Lookups.build(options, size)
     return [map_counts(joint, options, pair, size, lookups) for joint, pair in zip(joints, pairs)]
+
+
+# ---- what the report shows -------------------------------------------------------------
+
+
+def mapped_pair(pair: MaskPair, options: CountOptions, num_classes: int, lookups: Lookups | None = None,
+                ignored: int = -1, view=None) -> tuple[np.ndarray, np.ndarray]:
+    """Both maps of a pair as class indices (pixel by pixel, the counting's mapping), for drawing.
+
+    Ground truth: ignored pixels hold ``ignored``; prediction: a miss (the ignore value)
+    holds ``num_classes``. ``view`` (e.g. ``segfuse.report.html.displayed``) picks the
+    pixels to map first.
+    """
+    lookups = lookups or Lookups.build(options, num_classes)
+    view = view or (lambda labels: labels)
+    gt, gt_decoded = read_labels(pair.gt, options.palette)
+    pred, pred_decoded = read_labels(pair.pred, options.palette)
+    if gt.shape != pred.shape:
+        raise InputError(f"{pair.pred}: size {pred.shape} does not match the ground truth {pair.gt} of size {gt.shape}")
+    gt, pred = view(gt), view(pred)
+    gt_classes = class_map(gt, lookups.decoded if gt_decoded else lookups.gt, num_classes)
+    gt_classes[gt_classes == num_classes] = ignored
+    return gt_classes, class_map(pred, lookups.decoded if pred_decoded else lookups.pred, num_classes)
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """Sorted distinct values (a bincount for small non-negative ones: faster than np.unique)."""
+    if values.size and values.min() >= 0 and values.max() < 1 << 20:
+        return np.flatnonzero(np.bincount(values))
+    return np.unique(values)
+
+
+IGNORED_TEXT, MISS_TEXT, INVALID_TEXT = "ignored", "miss (no prediction)", "invalid (only at ignored pixels)"
+
+
+def label_mapping_used(joints: Sequence[JointCounts], options: CountOptions, num_classes: int,
+                       max_values: int = 1024) -> dict[str, dict[int, object]]:
+    """Stored value -> class index (or "ignored" / a miss) for every value the data holds, per side.
+
+    Colour masks appear with their decoded class indices. At most ``max_values`` values per side.
+    """
+    lookups = Lookups.build(options, num_classes)
+    used: dict[str, dict[int, object]] = {"ground_truth": {}, "prediction": {}}
+    for side, values_of, decoded_of, texts in (
+        ("ground_truth", lambda j: j.gt_values, lambda j: j.gt_decoded, {IGNORED: IGNORED_TEXT}),
+        ("prediction", lambda j: j.pred_values, lambda j: j.pred_decoded, {IGNORED: MISS_TEXT, INVALID: INVALID_TEXT}),
+    ):
+        for decoded in (False, True):
+            chosen = [values_of(joint) for joint in joints if decoded_of(joint) == decoded]
+            if not chosen:
+                continue
+            values = _distinct(np.concatenate(chosen))[:max_values]
+            lookup = lookups.decoded if decoded else (lookups.gt if side == "ground_truth" else lookups.pred)
+            for value, mapped in zip(values.tolist(), lookup(values).tolist()):
+                used[side][int(value)] = texts.get(mapped, mapped)
+    return used

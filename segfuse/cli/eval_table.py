@@ -33,6 +33,38 @@ def score_rows(scores) -> tuple[list[str], list[list[str]], list[str]]:
     return header, rows, mean
 
 
+def distance_text(value: float) -> str:
+    value = float(value)
+    if value != value:
+        return UNDEFINED
+    return "inf" if value == float("inf") else f"{value:.2f}"
+
+
+def distance_rows(distances, names) -> tuple[list[str], list[list[str]], list[str]]:
+    """Boundary IoU and NSD in %, HD, HD95, ASSD in the spacing's unit, the empty cases (gt / pred / both)."""
+    shown = [name for name in distances.names if not name.startswith("msd_")]
+    fraction = {name: name == "boundary_iou" or name.startswith("nsd@") for name in shown}
+    labels = {"boundary_iou": "BIoU", "hd": "HD", "hd95": "HD95", "assd": "ASSD"}
+    header = ["Class", *(labels.get(name, name.replace("nsd@", "NSD@")) for name in shown)]
+    counts = bool(distances.empty)
+    if counts:
+        header.append("empty gt/pred/both")
+
+    def cell(name, value):
+        return percent(value) if fraction[name] else distance_text(value)
+
+    rows = []
+    for c, class_name in enumerate(names):
+        row = [class_name, *(cell(name, distances.per_class[name][c]) for name in shown)]
+        if counts:
+            scored = distances.empty["images"][c] > 0  # class 0 is not scored without --include-background
+            row.append("/".join(str(int(distances.empty[key][c])) for key in ("gt_empty", "pred_empty", "both_empty"))
+                       if scored else "-")
+        rows.append(row)
+    mean = ["mean", *(cell(name, distances.means[name]) for name in shown)] + ([""] if counts else [])
+    return header, rows, mean
+
+
 def official_rows(official) -> tuple[list[str], list[list[str]], list[str]]:
     """The Cityscapes benchmark's classes and categories (IoU and iIoU, %), with their means."""
     header = ["Class / category", "IoU", "iIoU"]
@@ -95,11 +127,19 @@ def summary_line(scores) -> str:
             f"valid pixels {valid}")
 
 
-def print_scores(scores, official=None, stream=None) -> None:
-    """The per-class table, the summary line and, for Cityscapes, the benchmark's tables."""
+def print_scores(scores, official=None, stream=None, distances=None) -> None:
+    """The per-class table, the summary line, the distance table and, for Cityscapes, the benchmark's tables."""
     stream = stream or sys.stdout
-    print_table("segfuse eval (%)", *score_rows(scores), stream=stream)
+    convention = getattr(scores, "convention", "segfuse")
+    title = "segfuse eval (%)" + ("" if convention == "segfuse" else f", {convention} convention")
+    if getattr(scores, "per_image", False):
+        title += f", per-image average ({scores.per_image_average})"
+    print_table(title, *score_rows(scores), stream=stream)
     print(summary_line(scores), file=stream)
+    if distances is not None:
+        print(file=stream)
+        title = f"Boundary and surface metrics (mean over images; BIoU and NSD in %, distances in {distances.unit()})"
+        print_table(title, *distance_rows(distances, scores.names()), stream=stream)
     if official is not None:
         print(file=stream)
         print_table("Cityscapes benchmark (%), as evalPixelLevelSemanticLabeling", *official_rows(official), stream=stream)

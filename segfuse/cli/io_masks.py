@@ -2,14 +2,15 @@
 
 Convention:
     A mask is a single-channel PNG (palette: the indices; L: 8-bit values; 16-bit; 1-bit:
-    0/1), an RGB PNG decoded through a colour palette, or an integer ``.npy`` array shaped
-    (H, W), (1, H, W) or (H, W, 1). PNGs are decoded by pyspng (libspng) when it is
+    0/1), an RGB PNG decoded through a colour palette, an integer ``.npy`` array shaped
+    (H, W), (1, H, W), (H, W, 1) or (D, H, W) (a volume), or a NIfTI volume (``.nii``,
+    ``.nii.gz``; read by :mod:`segfuse.cli.io_volumes`, with its voxel spacing). PNGs are decoded by pyspng (libspng) when it is
     installed and the PNG is 8-bit grey, 8-bit palette (read as its indices), 16-bit grey
     or 8-bit RGB; Pillow decodes the rest, and everything when pyspng is missing. Label
     masks are trusted local files: Pillow's decompression-bomb limit is not applied.
 
     Files pair by stem: the path relative to the folder without the suffix (``--gt-suffix``
-    / ``--pred-suffix``, by default ``.png`` or ``.npy``; files with another suffix are not
+    / ``--pred-suffix``, by default ``.png``, ``.npy``, ``.nii`` or ``.nii.gz``; files with another suffix are not
     masks and are skipped). When every file name is unique on both sides, folders are
     ignored and files pair by name alone (Cityscapes' city folders against a flat folder of
     predictions). Every problem raises :class:`InputError` naming the file.
@@ -28,6 +29,8 @@ import numpy as np
 from segfuse.cli.errors import InputError
 
 MASK_SUFFIXES = (".png", ".npy")
+VOLUME_SUFFIXES = (".nii.gz", ".nii")
+DEFAULT_SUFFIXES = (".nii.gz", ".png", ".npy", ".nii")  # longest first
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PIL_MODES = {"P", "L", "I;16", "I;16B", "I;16L", "I", "1", "RGB", "RGBA"}
 GREY, RGB, PALETTE, RGBA = 0, 2, 3, 6
@@ -72,7 +75,7 @@ class Palette:
 
 def _suffixes(suffix: str | Sequence[str] | None) -> tuple[str, ...]:
     if suffix is None:
-        return MASK_SUFFIXES
+        return DEFAULT_SUFFIXES
     values = (suffix,) if isinstance(suffix, str) else tuple(suffix)
     return tuple(sorted(values, key=len, reverse=True))  # longest first: "_labelIds.png" before ".png"
 
@@ -100,6 +103,9 @@ def list_masks(folder: Path, role: str, suffix: str | Sequence[str] | None = Non
             raise InputError(f"{path}: two {role} masks share the stem {stem!r} ({masks[stem].name} and {path.name})")
         masks[stem] = path
     if not masks:
+        if suffix is None:
+            raise InputError(f"{folder}: no {role} masks ({' or '.join(MASK_SUFFIXES)}) in the folder, nor volumes "
+                             f"({' or '.join(VOLUME_SUFFIXES)})")
         raise InputError(f"{folder}: no {role} masks ({' or '.join(suffixes)}) in the folder")
     return masks
 
@@ -230,20 +236,40 @@ def _read_npy(path: Path) -> np.ndarray:
         return array[0]
     if array.ndim == 3 and array.shape[-1] == 1:
         return array[..., 0]
-    if array.ndim != 2:
-        raise InputError(f"{path}: expected a label array shaped (H, W) or (1, H, W), got {array.shape}")
+    if array.ndim not in (2, 3):
+        raise InputError(f"{path}: expected a label array shaped (H, W), (1, H, W) or a volume (D, H, W), got {array.shape}")
     return array
 
 
-def read_labels(path: Path, palette: Palette | None = None) -> tuple[np.ndarray, bool]:
-    """Integer labels (H, W) of a PNG or .npy mask, and whether they were decoded from colours.
+def is_volume_file(path: Path) -> bool:
+    """A NIfTI file (``.nii``, ``.nii.gz``)."""
+    return path.name.lower().endswith(VOLUME_SUFFIXES)
 
-    Single-channel masks come as stored (uint8, uint16, int32, ...). An RGB PNG is decoded
-    through ``palette`` (class indices, ``ignore_index`` for its ignore colours); without a
-    palette it is an error that says how to give one.
+
+def read_labels_and_spacing(path: Path, palette: Palette | None = None) -> tuple[np.ndarray, bool, tuple | None]:
+    """:func:`read_labels` and the voxel spacing the file holds (NIfTI; None for PNG and .npy)."""
+    if is_volume_file(path):
+        from segfuse.cli.io_volumes import read_volume
+
+        volume = read_volume(path)
+        return volume.labels, False, volume.spacing
+    labels, decoded = read_labels(path, palette)
+    return labels, decoded, None
+
+
+def read_labels(path: Path, palette: Palette | None = None) -> tuple[np.ndarray, bool]:
+    """Integer labels of a mask, and whether they were decoded from colours.
+
+    PNG and .npy masks are (H, W); .npy and NIfTI volumes (D, H, W). Single-channel masks
+    come as stored (uint8, uint16, int32, ...). An RGB PNG is decoded through ``palette``
+    (class indices, ``ignore_index`` for its ignore colours); without a palette it is an
+    error that says how to give one.
     """
-    array = _read_npy(path) if path.suffix.lower() == ".npy" else _read_png(path)
-    decoded = array.ndim == 3
+    if is_volume_file(path):
+        return read_labels_and_spacing(path)[:2]
+    is_npy = path.suffix.lower() == ".npy"
+    array = _read_npy(path) if is_npy else _read_png(path)
+    decoded = not is_npy and array.ndim == 3
     if decoded:
         if palette is None:
             raise InputError(

@@ -1,4 +1,5 @@
-"""Report plots (matplotlib, Agg): per-class IoU bars and the row-normalised confusion matrix.
+"""Report plots (matplotlib, Agg): per-class IoU bars, the row-normalised confusion matrix and the
+boundary / surface metrics per class.
 
 Convention:
     Sizes follow the class count so that no label is clipped at 150+ classes: margins come
@@ -139,4 +140,63 @@ def confusion_figure(names: Sequence[str], confusion, misses=None):
                    fontsize=10, loc="left")
     colorbar = figure.add_axes(((margin + side_x + 0.25) / width, margin / height, 0.2 / width, side_y / height))
     figure.colorbar(image, cax=colorbar, label="fraction of the row")
+    return figure
+
+
+def png_bytes(figure) -> bytes:
+    """The figure as PNG bytes (light compression, as the files)."""
+    import io
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, pil_kwargs={"compress_level": 1})
+    return buffer.getvalue()
+
+
+DISTANCE_TITLES = {"boundary_iou": "Boundary IoU", "hd": "HD", "hd95": "HD95", "assd": "ASSD"}
+
+
+def _distance_panels(names: Sequence[str]) -> list[str]:
+    """The scores drawn: Boundary IoU, each NSD, HD95 and ASSD (those present)."""
+    order = ["boundary_iou", *(name for name in names if name.startswith("nsd@")), "hd95", "assd"]
+    return [name for name in order if name in names]
+
+
+def distances_figure(class_names: Sequence[str], per_class: dict, units: str = "pixels"):
+    """One panel per score (Boundary IoU, NSD, HD95, ASSD), one bar per class.
+
+    Undefined values (class not scored, or empty in every image) read "n/a"; an infinite
+    distance (a class empty on one side in some image) is a bar to the panel's edge marked "inf".
+    """
+    panels = _distance_panels(list(per_class))
+    count, font = len(class_names), _font_size(len(class_names))
+    step = 0.3 if count <= 30 else 0.2 if count <= 80 else 0.16
+    left, width, top, bottom, gap = _label_inches(class_names, font), 2.6, 0.8, 0.6, 0.45
+    total = left + len(panels) * (width + gap) + 0.3
+    height = top + bottom + step * count
+    figure = _figure(total, height)
+    positions = np.arange(count)
+    for index, name in enumerate(panels):
+        x0 = left + index * (width + gap)
+        axes = figure.add_axes((x0 / total, bottom / height, width / total, step * count / height))
+        values = np.asarray(per_class[name], dtype=np.float64)
+        fraction = name == "boundary_iou" or name.startswith("nsd@")
+        finite = values[np.isfinite(values)]
+        limit = 1.0 if fraction else (float(finite.max()) * 1.1 if finite.size and finite.max() > 0 else 1.0)
+        shown = np.where(np.isinf(values), limit, values)
+        defined = ~np.isnan(values)
+        axes.barh(positions[defined], shown[defined], color="#4c72b0", edgecolor="#333333", linewidth=0.3)
+        for position, value in zip(positions, values):
+            if np.isnan(value):
+                axes.text(0.01 * limit, position, "n/a", va="center", fontsize=font * 0.8, color="#666666", style="italic")
+            elif np.isinf(value):
+                axes.text(0.98 * limit, position, "inf", va="center", ha="right", fontsize=font * 0.8, color="white")
+        axes.set_yticks(positions, labels=list(class_names) if index == 0 else [], fontsize=font)
+        axes.set_ylim(count - 0.5, -0.5)
+        axes.set_xlim(0, limit)
+        axes.grid(axis="x", color="#dddddd", linewidth=0.5)
+        axes.set_axisbelow(True)
+        title = DISTANCE_TITLES.get(name, name.replace("nsd@", "NSD @ "))
+        axes.set_title(title if fraction else f"{title} ({units})", fontsize=9, loc="left")
+    figure.suptitle("Boundary and surface metrics per class (mean over images; n/a: undefined, inf: a class "
+                    "empty on one side)", fontsize=9, x=0.01, ha="left", y=1 - 0.15 / height)
     return figure

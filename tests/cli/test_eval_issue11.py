@@ -235,12 +235,12 @@ class _Terminal:
 def test_tables_in_a_terminal_are_drawn_when_they_fit_and_plain_when_narrow(monkeypatch, columns):
     import shutil
 
-    from segfuse.cli.eval_scores import eval_scores
     from segfuse.cli.eval_table import print_scores
+    from segfuse.metrics.scores import semantic_scores
 
     monkeypatch.setattr(shutil, "get_terminal_size", lambda fallback=None: os.terminal_size((columns, 24)))
-    counts = np.array([[5, 1, 0], [2, 7, 1]])
-    scores = eval_scores(counts, class_names=["a_class_with_a_long_name", "b"])
+    counts = np.array([[5, 1, 0], [2, 7, 1]])  # (C, C + 1): the last column holds the misses
+    scores = semantic_scores(counts[:, :2], class_names=["a_class_with_a_long_name", "b"], misses=counts[:, 2])
     terminal = _Terminal()
     print_scores(scores, stream=terminal)
     text = terminal.buffer.getvalue()

@@ -1,13 +1,38 @@
-"""eval's numpy scores equal segfuse.metrics' (torch) on the same counts; misses are a phantom class."""
+"""eval's numpy scores equal segfuse.metrics' (torch) on the same counts; misses are a phantom class.
+
+eval scores its (C, C + 1) counts (last column: misses) with segfuse.metrics.scores on
+numpy arrays; the helpers below are those call sites.
+"""
 
 import numpy as np
 import pytest
 import torch
 
-from segfuse.cli.eval_scores import CLASS_SCORES, MEAN_NAMES, eval_scores, per_image_average, per_image_sums
 from segfuse.metrics import SemanticMetrics, semantic_scores
+from segfuse.metrics.scores import CLASS_SCORES, MEAN_NAMES, per_image_scores, per_image_sums
 
 MEANS = (*MEAN_NAMES.values(), "acc", "macc", "fwiou")
+
+
+def eval_scores(counts, beta=1.0, class_names=None):
+    """Scores of counts (..., C, C + 1) as eval computes them: the last column holds the misses."""
+    counts = np.asarray(counts, dtype=np.int64)
+    size = counts.shape[-2]
+    return semantic_scores(counts[..., :size], beta, class_names=class_names, misses=counts[..., size])
+
+
+def overlaps(counts):
+    """Per-image TP, FP, FN (N, C) of counts (N, C, C + 1): misses are FN, not FP."""
+    size = counts.shape[-2]
+    tp = np.diagonal(counts[..., :size], axis1=-2, axis2=-1)
+    return tp, counts[..., :size].sum(-2) - tp, counts.sum(-1) - tp
+
+
+def per_image_average(counts, beta):
+    """eval --per-image: the per-image sums of the images' counts (N, C, C + 1), averaged."""
+    size = counts.shape[-2]
+    total = counts.sum(0)
+    return per_image_scores(per_image_sums(overlaps(counts), beta), total[:, :size], beta, misses=total[:, size])
 
 
 def random_counts(rng, images: int, size: int) -> np.ndarray:
@@ -34,12 +59,13 @@ def test_convention_dataset_and_per_image_scores_equal_the_library(beta):
     ours = eval_scores(with_misses.sum(0), beta)
     theirs = semantic_scores(torch.from_numpy(counts.sum(0)), beta=beta)
     assert_same(ours, theirs, (*CLASS_SCORES, *MEANS))
-    assert np.isnan(ours.iou[3]) and ours.iou[1] == 0 and ours.precision[2] == 0
+    # SPEC 4: undefined exactly when its own denominator is 0 (class 2 is never predicted: no precision)
+    assert np.isnan(ours.iou[3]) and ours.iou[1] == 0 and np.isnan(ours.precision[2]) and ours.recall[2] == 0
     batch = eval_scores(with_misses, beta)
     assert_same(batch, semantic_scores(torch.from_numpy(counts), beta=beta), (*CLASS_SCORES, *MEANS))
     metric = SemanticMetrics(5, beta=beta, per_image=True)
     metric.update_confusion(torch.from_numpy(counts))
-    averaged = per_image_average(per_image_sums(batch), with_misses.sum(0), beta)
+    averaged = per_image_average(with_misses, beta)
     assert_same(averaged, metric.compute(), (*CLASS_SCORES, *MEANS))
 
 

@@ -99,3 +99,28 @@ def test_convention_pairing_by_suffix_and_by_name_across_folders(tmp_path):
     touch(tmp_path / "p2" / "b" / "x.png")
     pairing = pair_masks(tmp_path / "g2", tmp_path / "p2")
     assert not pairing.by_name and [p.gt for p in pairing.pairs] == [a, b]
+
+
+def test_volumes_pair_and_read_with_their_spacing(tmp_path):
+    import nibabel
+
+    from segfuse.cli.io_masks import read_labels_and_spacing
+
+    volume = np.random.default_rng(0).integers(0, 3, (4, 5, 6)).astype(np.uint8)
+    for side in ("gt", "pred"):
+        (tmp_path / side).mkdir()
+    image = nibabel.Nifti1Image(volume, np.diag([0.5, 0.5, 2.0, 1.0]))
+    image.header.set_zooms((0.5, 0.5, 2.0))
+    nibabel.save(image, str(tmp_path / "gt" / "case.nii.gz"))
+    np.save(tmp_path / "pred" / "case.npy", volume)
+    pairing = pair_masks(tmp_path / "gt", tmp_path / "pred")
+    assert [pair.stem for pair in pairing.pairs] == ["case"] and not pairing.missing_gt
+    labels, decoded, spacing = read_labels_and_spacing(pairing.pairs[0].gt)
+    np.testing.assert_array_equal(labels, volume)
+    assert spacing == (0.5, 0.5, 2.0) and not decoded
+    labels, _, spacing = read_labels_and_spacing(pairing.pairs[0].pred)
+    np.testing.assert_array_equal(labels, volume)
+    assert spacing is None
+    np.save(tmp_path / "pred" / "case.npy", volume[None, None])
+    with pytest.raises(InputError, match=r"case.npy: expected a label array shaped"):
+        read_labels_and_spacing(tmp_path / "pred" / "case.npy")
