@@ -8,6 +8,8 @@ with the device, so callers run them only when ``validate_args`` is true.
 
 from __future__ import annotations
 
+import math
+from numbers import Real
 from typing import Iterable, Sequence
 
 import torch
@@ -37,6 +39,17 @@ def check_in_unit_interval(name: str, value: float, *, closed: bool = True) -> N
     if value > 1 or (not closed and value in (0, 1)):
         interval = "[0, 1]" if closed else "(0, 1)"
         raise ValueError(f"{name} must be in {interval}, got {value}")
+
+
+def check_optional_positive(name: str, value, *, allow_zero: bool = True) -> None:
+    """None, or a number as :func:`check_positive` accepts it."""
+    if value is not None:
+        check_positive(name, value, allow_zero=allow_zero)
+
+
+def check_bool(name: str, value) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
 
 
 def check_num_classes(num_classes, *, minimum: int = 1) -> None:
@@ -117,16 +130,33 @@ def check_binary_values(name: str, target: torch.Tensor, ignore_index=None) -> N
         raise ValueError(f"{name} must hold values in [0, 1] or ignore_index={ignore_index}, got {values}")
 
 
-def check_class_vector(name: str, value, num_classes: int | None = None) -> None:
-    """A per-class sequence or 1-D tensor of non-negative numbers, of length num_classes."""
+def check_class_vector(name: str, value, num_classes: int | None = None, *, values: bool = True) -> None:
+    """A per-class sequence or 1-D tensor of non-negative numbers, of length num_classes.
+
+    The values of a tensor are read (a device sync) only with ``values=True`` and outside
+    ``torch.compile``; a Python sequence is checked in Python, so compiled losses keep one
+    graph.
+    """
     if value is None:
         return
-    if not isinstance(value, (torch.Tensor, Sequence)) or isinstance(value, str):
+    if isinstance(value, torch.Tensor):
+        if value.dim() != 1:
+            raise ValueError(f"{name} must be 1-D (one value per class), got shape {tuple(value.shape)}")
+        count = value.numel()
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        if not all(isinstance(v, Real) and not isinstance(v, bool) for v in value):
+            raise (ValueError if any(isinstance(v, (Sequence, torch.Tensor)) for v in value) else TypeError)(
+                f"{name} must be 1-D (one number per class), got {list(value)!r}")
+        count = len(value)
+    else:
         raise TypeError(f"{name} must be a sequence or 1-D tensor of per-class numbers, got {type(value).__name__}")
-    tensor = torch.as_tensor(value, dtype=torch.float64)
-    if tensor.dim() != 1:
-        raise ValueError(f"{name} must be 1-D (one value per class), got shape {tuple(tensor.shape)}")
-    if num_classes is not None and tensor.numel() != num_classes:
-        raise ValueError(f"{name} must have {num_classes} entries (one per class), got {tensor.numel()}")
-    if bool((tensor < 0).any()) or not bool(torch.isfinite(tensor).all()):
-        raise ValueError(f"{name} must hold finite values >= 0, got {tensor.tolist()}")
+    if num_classes is not None and count != num_classes:
+        raise ValueError(f"{name} must have {num_classes} entries (one per class), got {count}")
+    if isinstance(value, torch.Tensor):
+        if not values or torch.compiler.is_compiling() or value.is_meta:
+            return
+        numbers = value.detach().to("cpu", torch.float64).tolist()
+    else:
+        numbers = [float(v) for v in value]
+    if any(not math.isfinite(v) or v < 0 for v in numbers):
+        raise ValueError(f"{name} must hold finite values >= 0, got {numbers}")

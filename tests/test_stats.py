@@ -39,7 +39,8 @@ def test_convention_per_image_shapes_and_accumulation_dtype():
     per_image = _stats.class_map_statistics(probs.float(), labels, per_image=True)
     assert batch.tp.shape == (3,) and per_image.tp.shape == (2, 3)
     torch.testing.assert_close(per_image.tp.sum(0), batch.tp)
-    terms = _stats.multiclass_terms(torch.randn(2, 3, 4, 4, dtype=torch.float16), labels, want_ce=True)
+    terms = _stats.loss_terms(torch.randn(2, 3, 4, 4, dtype=torch.float16), labels, mode="multiclass", class_map=True,
+                              want_ce=True)
     assert terms.stats.tp.dtype == torch.float32 and terms.ce_sum.dtype == torch.float32
     assert _stats.accumulation_dtype(torch.bfloat16) == torch.float32
     assert _stats.accumulation_dtype(torch.float64) == torch.float64

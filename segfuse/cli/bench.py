@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import platform
 import sys
 
-import torch
+from segfuse.benchmarking import LOSS_NAMES
+
+COLUMNS = ("loss", "implementation", "median ms", "x segfuse time", "peak MiB", "x segfuse memory")
 
 
 def add_parser(subparsers) -> None:
@@ -18,7 +21,8 @@ def add_parser(subparsers) -> None:
                         help="N,C,*S of the logits (default: 4,21,256,256 on CPU; the issue's two shapes on CUDA)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per measurement; the median is shown")
-    parser.add_argument("--losses", nargs="*", help="only these losses (e.g. DiceLoss DiceCELoss)")
+    parser.add_argument("--losses", nargs="*", metavar="NAME",
+                        help=f"only these losses, from: {', '.join(LOSS_NAMES)}")
     parser.add_argument("--memory-shape", default="1,14,128,128,128",
                         help="volume for the DiceCELoss peak-memory comparison; 'none' skips it")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-loss peak memory")
@@ -36,9 +40,26 @@ def parse_shape(text: str) -> tuple:
     return shape
 
 
+def check_loss_names(names) -> None:
+    """ValueError naming each unknown name, its closest valid name, and the valid names."""
+    from segfuse.benchmarking import unknown_losses
+
+    unknown = unknown_losses(names)
+    if not unknown:
+        return
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, LOSS_NAMES, n=1, cutoff=0.4)
+        hints.append(f"{name!r}" + (f" (did you mean {close[0]}?)" if close else ""))
+    raise ValueError(f"--losses: unknown name {', '.join(hints)}; valid names: {', '.join(LOSS_NAMES)}")
+
+
 def environment() -> dict:
-    info = {"python": platform.python_version(), "cores": os.cpu_count(), "torch": torch.__version__, "machine": platform.machine(),
-            "processor": platform.processor() or platform.machine(), "threads": torch.get_num_threads()}
+    import torch
+
+    info = {"python": platform.python_version(), "cores": os.cpu_count(), "torch": torch.__version__,
+            "machine": platform.machine(), "processor": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads()}
     for name in ("monai", "kornia", "triton"):
         try:
             info[name] = __import__(name).__version__
@@ -60,28 +81,65 @@ def ratio_rows(rows) -> list[dict]:
     return table
 
 
-def print_table(title: str, table: list[dict]) -> None:
+def _cells(row: dict) -> list[str]:
+    return [row["loss"], row["implementation"], f"{row['median_ms']:.1f}", f"{row['time_vs_segfuse']:.2f}",
+            f"{row['peak_mb']:.1f}", f"{row['memory_vs_segfuse']:.2f}"]
+
+
+def plain_table(title: str, table: list[dict]) -> str:
+    """The table as aligned plain text: nothing is ever cut, whatever the width."""
+    rows = [list(COLUMNS)] + [_cells(row) for row in table]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = [title]
+    for index, row in enumerate(rows):
+        lines.append("  ".join(cell.ljust(width) if i < 2 else cell.rjust(width)
+                               for i, (cell, width) in enumerate(zip(row, widths))).rstrip())
+        if index == 0:
+            lines.append("  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def print_table(title: str, table: list[dict], console=None) -> None:
+    """A rich table on a terminal wide enough for it; otherwise (piped, or too narrow) plain
+    aligned rows. Names and numbers are never truncated (cells fold, never end in '…')."""
     from rich.console import Console
     from rich.table import Table
 
+    console = console or Console()
+    text = plain_table(title, table)
+    if not console.is_terminal or max(map(len, text.splitlines())) + 8 > console.width:
+        console.print(text, markup=False, highlight=False, soft_wrap=True)
+        return
     out = Table(title=title)
-    for column in ("loss", "implementation", "median ms", "x segfuse time", "peak MiB", "x segfuse memory"):
-        out.add_column(column, justify="left" if column in ("loss", "implementation") else "right")
+    for column in COLUMNS:
+        out.add_column(column, justify="left" if column in ("loss", "implementation") else "right",
+                       overflow="fold")
     for row in table:
-        out.add_row(row["loss"], row["implementation"], f"{row['median_ms']:.1f}", f"{row['time_vs_segfuse']:.2f}",
-                    f"{row['peak_mb']:.1f}", f"{row['memory_vs_segfuse']:.2f}")
-    Console().print(out)
+        out.add_row(*_cells(row))
+    console.print(out)
+
+
+def report_missing_peers(losses) -> None:
+    from segfuse.benchmarking import PEER_INSTALL, missing_peers
+
+    for peer, names in missing_peers(losses).items():
+        print(f"  {peer} is not installed: no {peer} row for {', '.join(names)} ({PEER_INSTALL[peer]})",
+              file=sys.stderr)
 
 
 def run(args) -> int:
-    from segfuse import benchmarking
     from segfuse.cli.errors import fail
 
     try:
         shape = parse_shape(args.shape) if args.shape else None
         memory_shape = None if args.memory_shape == "none" else parse_shape(args.memory_shape)
+        check_loss_names(args.losses)
     except ValueError as error:
         return fail(str(error))
+    import torch
+
+    from segfuse import benchmarking
+
     if args.device == "cuda":
         if not torch.cuda.is_available():
             return fail("--device cuda needs a CUDA device; none is available")
@@ -97,6 +155,7 @@ def run(args) -> int:
     info = environment()
     print(f"segfuse bench on {args.device}: {info}", file=sys.stderr)
     print("  timing in a fresh process (OMP_WAIT_POLICY=PASSIVE, see segfuse.benchmarking)", file=sys.stderr)
+    report_missing_peers(args.losses)
     rows = benchmarking.run_isolated(benchmarking.run_loss_bench, shape, dtype, args.device, args.repeats, args.losses,
                                      memory=not args.no_memory)
     table = ratio_rows(rows)

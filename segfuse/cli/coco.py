@@ -1,8 +1,10 @@
-"""``segfuse coco``: COCO AP / AR of a results file against a ground-truth file.
+"""``segfuse coco``: COCO (or LVIS) AP / AR of a results file against a ground-truth file.
 
-Prints pycocotools' 12-line summary, the extra thresholds and a per-category table (or JSON
-with --json); --out DIR writes results.json and one precision-recall plot per IoU
-threshold, each through a temporary name then a rename. Exit 0 on success, 2 on bad input.
+Prints pycocotools' summary (lvis' with --lvis), the extra thresholds and a per-category
+table with the best-F1 operating point of each class (or JSON with --json); --out DIR
+writes results.json, CSV tables of every detection and ground truth and the plots
+(``segfuse.coco.report``). Never imports torch. Exit 0 on success, 2 on bad input, 130
+when interrupted (Ctrl-C: one line, no traceback; worker processes ignore the signal).
 """
 
 from __future__ import annotations
@@ -10,116 +12,145 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
+import sys
 from pathlib import Path
 
 from segfuse.cli.errors import InputError, fail
 
+EXIT_INTERRUPTED = 130
+
 
 def add_parser(subparsers) -> None:
-    parser = subparsers.add_parser("coco", help="COCO-style mask / box AP of a results file (pycocotools' numbers)")
-    parser.add_argument("--gt", required=True, help="COCO ground-truth JSON")
+    parser = subparsers.add_parser(
+        "coco", help="COCO / LVIS mask, box or boundary AP of a results file (pycocotools' and lvis' numbers)",
+        description="COCO-style AP of a results file against a ground-truth file: pycocotools' numbers "
+                    "(--lvis: the lvis package's), the per-class operating points and an optional report.")
+    parser.add_argument("--gt", required=True, help="COCO (or LVIS) ground-truth JSON")
     parser.add_argument("--dt", required=True, help="results JSON (list of {image_id, category_id, score, ...})")
-    parser.add_argument("--iou-type", default="segm", choices=("segm", "bbox"))
-    parser.add_argument("--iou-thrs", type=float, nargs="+", default=None, metavar="T", help="IoU thresholds")
-    parser.add_argument("--max-dets", type=int, nargs="+", default=[1, 10, 100], metavar="N")
+    parser.add_argument("--iou-type", default="segm", choices=("segm", "bbox", "boundary"),
+                        help="mask IoU, box IoU or Boundary IoU (default segm)")
+    parser.add_argument("--iou-thrs", type=float, nargs="+", default=None, metavar="T",
+                        help="IoU thresholds (default 0.50:0.05:0.95)")
+    parser.add_argument("--max-dets", type=int, nargs="+", default=None, metavar="N",
+                        help="detection caps per image and category (default 1 10 100; --lvis: one cap per image, 300)")
+    parser.add_argument("--lvis", action="store_true", help="LVIS rules (federated annotation, APr / APc / APf)")
+    parser.add_argument("--class-agnostic", action="store_true", help="ignore categories (pycocotools' useCats=0)")
+    parser.add_argument("--image-ids", default=None, metavar="IDS", help="evaluate only these image ids (1,2,3)")
+    parser.add_argument("--category-ids", default=None, metavar="IDS", help="evaluate only these category ids")
+    parser.add_argument("--min-score", type=float, default=None, metavar="S", help="drop results scored below S first")
+    parser.add_argument("--dilation-ratio", type=float, default=0.02, metavar="R",
+                        help="Boundary IoU band width over the image diagonal (default 0.02)")
+    parser.add_argument("--analysis-iou", type=float, default=None, metavar="T",
+                        help="IoU threshold of the per-class table and flags (default 0.5, or the smallest threshold)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="processes over image shards (default 1: in this process; more helps only on many free cores)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
-    parser.add_argument("--out", type=Path, default=None, help="write results.json and PR plots here")
+    parser.add_argument("--out", type=Path, default=None, metavar="DIR",
+                        help="write results.json, CSV tables and plots to this folder")
+    parser.add_argument("--no-plots", action="store_true", help="with --out: skip the PNG plots")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(run=run)
 
 
 def run(args) -> int:
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        print("segfuse: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader closed the pipe (| head): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _run(args) -> int:
     from segfuse.coco import evaluate
 
     try:
         for name in ("gt", "dt"):
             if not Path(getattr(args, name)).is_file():
                 raise InputError(f"--{name} file not found: {getattr(args, name)}")
+        if args.out is not None:
+            _check_out(args.out)
         result = evaluate(args.gt, args.dt, iou_type=args.iou_type, iou_thresholds=args.iou_thrs,
-                          max_dets=args.max_dets, progress=False if args.no_progress else None)
+                          max_dets=args.max_dets, mode="lvis" if args.lvis else "coco",
+                          use_cats=not args.class_agnostic, image_ids=_ids(args.image_ids, "--image-ids"),
+                          category_ids=_ids(args.category_ids, "--category-ids"), min_score=args.min_score,
+                          dilation_ratio=args.dilation_ratio, workers=args.workers,
+                          progress=False if args.no_progress else None)
+        analysis = result.analysis(args.analysis_iou)
     except (ValueError, TypeError) as error:
         return fail(str(error).splitlines()[0] if str(error) else type(error).__name__)
     if args.json:
-        print(json.dumps(_json_ready(result.to_dict()), indent=2))
+        from segfuse.coco.report import report_document
+
+        print(json.dumps(report_document(result, analysis), indent=2))
     else:
-        _print_report(result)
+        _print_report(result, analysis)
     if args.out is not None:
+        from segfuse.coco.report import write_report
+
         try:
-            _write_outputs(result, args.out)
+            write_report(result, args.out, analysis, plots=not args.no_plots)
         except OSError as error:
             return fail(f"cannot write to --out {args.out}: {error.strerror or error}")
+        except ValueError as error:
+            return fail(str(error))
+        if not args.json:
+            print(f"report written to {args.out}")
     return 0
 
 
-def _print_report(result) -> None:
+def _check_out(out: Path) -> None:
+    """Fail before the evaluation when --out cannot become a writable folder."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a folder")
+    existing = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"--out {out}: {existing} is not writable")
+
+
+def _ids(text, option: str):
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.replace(",", " ").split()]
+    except ValueError:
+        raise InputError(f"{option} must be integer ids separated by commas, got {text!r}") from None
+
+
+def _print_report(result, analysis) -> None:
+    print(result.summary())
+    print()
+    _print_table(result, analysis)
+    overall = analysis.overall
+    print(f"overall at IoU {analysis.iou_threshold:.2f}: one score threshold {_fmt(overall['score_threshold'])} "
+          f"maximises the macro F1 {_fmt(overall['f1'])} (precision {_fmt(overall['precision'])}, "
+          f"recall {_fmt(overall['recall'])}); tp {overall['tp']}, fp {overall['fp']}, fn {overall['fn']}, "
+          f"mean IoU of tp pairs {_fmt(overall['mean_iou'])}")
+
+
+def _print_table(result, analysis) -> None:
+    """Per-category table; every cell printed in full whatever the terminal width (never '0.…')."""
     from rich.console import Console
     from rich.table import Table
 
-    print(result.summary())
-    table = Table(title="Per-category AP")
-    table.add_column("id", justify="right")
-    table.add_column("category")
-    keys = ["AP"] + result.params.threshold_keys
-    for key in keys:
-        table.add_column(key, justify="right")
-    for cat_id, row in result.per_category.items():
-        table.add_row(str(cat_id), row["name"], *[_fmt(row[k]) for k in keys])
-    Console().print(table)
+    ap_keys = ["AP"] + [k for k in ("AP50", "AP75") if k in result.params.threshold_keys]
+    headers = ["id", "category", *ap_keys, "n_gt", "P", "R", "F1", "score thr"]
+    rows = [[str(r["id"]), str(r["name"]), *[_fmt(r[k]) for k in ap_keys], str(r["n_gt"]), _fmt(r["precision"]),
+             _fmt(r["recall"]), _fmt(r["f1"]), _fmt(r["score_threshold"])] for r in analysis.per_class]
+    title = f"Per category (AP over the IoU thresholds; P / R / F1 at each class's best-F1 score, IoU {analysis.iou_threshold:.2f})"
+    table = Table(title=title, title_justify="left")
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="left" if i == 1 else "right", no_wrap=True, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    needed = sum(widths) + 3 * len(widths) + 1
+    console = Console(soft_wrap=False)
+    console = Console(width=max(console.width, needed), soft_wrap=False, highlight=False)
+    console.print(table)
 
 
-def _fmt(value: float) -> str:
-    return "-" if value is None or math.isnan(value) else f"{value:.3f}"
-
-
-def _json_ready(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _json_ready(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_json_ready(v) for v in value]
-    return value
-
-
-def _write_outputs(result, out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "results.json", lambda path: Path(path).write_text(
-        json.dumps(_json_ready(result.to_dict()), indent=2), encoding="utf-8"))
-    for t, key in enumerate(result.params.threshold_keys):
-        _atomic_write(out / f"pr_{key}.png", lambda path, t=t, key=key: _plot_pr(result, t, key, path))
-
-
-def _atomic_write(target: Path, write) -> None:
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=target.suffix)
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def _plot_pr(result, t: int, key: str, path: str) -> None:
-    """Mean precision over categories (defined ones) vs recall, area "all", largest max_dets."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    from segfuse.coco._params import recall_thresholds
-
-    area = result.params.area_labels.index("all") if "all" in result.params.area_labels else 0
-    block = result.precision[t, :, :, area, -1]  # (R, K)
-    defined = block > -1
-    with np.errstate(invalid="ignore"):
-        curve = np.where(defined, block, 0).sum(axis=1) / defined.sum(axis=1)
-    figure, axis = plt.subplots(figsize=(5, 4))
-    axis.plot(recall_thresholds(), curve)
-    axis.set(xlabel="recall", ylabel="precision (mean over categories)", xlim=(0, 1), ylim=(0, 1.02),
-             title=f"{key} = {result.stats[key]:.3f} ({result.params.iou_type})")
-    figure.tight_layout()
-    figure.savefig(path, format="png")
-    plt.close(figure)
+def _fmt(value) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"

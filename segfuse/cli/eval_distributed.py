@@ -2,10 +2,11 @@
 
 Convention:
     With ``WORLD_SIZE > 1`` in the environment the default process group is initialised
-    (NCCL when CUDA is available, else gloo) unless it already is. Rank r evaluates the
-    pairs ``r, r + W, r + 2W, ...`` of the sorted list; the metrics reduce in
-    ``SemanticMetrics.compute()``, per-image rows and errors are gathered to every rank,
-    and rank 0 alone writes the report.
+    (NCCL when CUDA is available, else gloo) unless it already is. Rank r reads the pairs
+    ``r, r + W, r + 2W, ...`` of the sorted list; their joint histograms (a few hundred
+    numbers per image) and the first error are gathered to every rank, and rank 0 alone
+    scores them and writes the report. ``segfuse eval`` imports this module (and torch)
+    only when ``WORLD_SIZE > 1``.
 """
 
 from __future__ import annotations

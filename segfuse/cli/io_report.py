@@ -1,90 +1,198 @@
-"""Writing the ``segfuse eval`` report: JSON, CSV tables and plots, all or nothing.
+"""Writing the ``segfuse eval`` report: JSON, CSV tables, plots and the HTML page, all or nothing.
 
 Convention:
-    Files are written into a fresh temporary folder beside ``--out`` and moved into place
-    only when every file is complete (a new folder is renamed; an existing one gets each
-    file by an atomic ``os.replace``), so a failed run leaves no partial report. NaN
-    (an undefined score) is ``null`` in JSON and ``nan`` in CSV.
+    Every file is built in memory, then written into a fresh temporary folder beside
+    ``--out`` and moved into place only when every file is complete (a new folder is
+    renamed; an existing one gets each file by an atomic ``os.replace``, and report files of
+    an earlier run that this run does not write, such as its plots, are removed), so a
+    failed or interrupted run leaves no partial report. An undefined score (NaN) is
+    ``null`` in JSON and ``n/a`` in CSV; an infinite distance (a class empty on one side)
+    is the string ``"inf"`` in JSON and ``inf`` in CSV.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from segfuse.cli.errors import InputError
-from segfuse.cli.io_plots import plot_confusion_matrix, plot_per_class
-from segfuse.metrics.scores import CLASS_SCORES, MEAN_NAMES, SemanticScores
+from segfuse.metrics.scores import CLASS_SCORES, MEAN_SCORES
 
-REPORT_FILES = (
-    "metrics.json",
-    "per_class.csv",
-    "confusion_matrix.csv",
-    "per_image.csv",
-    "per_class_iou.png",
-    "confusion_matrix.png",
-)
-GLOBAL_SCORES = (*MEAN_NAMES.values(), "acc", "macc", "fwiou")
-
-
-def _finite_or_none(value: float):
-    return None if math.isnan(value) else value
+DATA_FILES = ("metrics.json", "per_class.csv", "confusion_matrix.csv", "per_image.csv")
+PLOT_FILES = ("per_class_iou.png", "confusion_matrix.png")
+HTML_FILE = "report.html"
+DISTANCE_PLOT = "distances.png"
+REPORT_FILES = DATA_FILES + PLOT_FILES + (HTML_FILE,)
+ALL_FILES = REPORT_FILES + (DISTANCE_PLOT,)
+GLOBAL_SCORES = MEAN_SCORES
+UNDEFINED = "n/a"
+EMPTY_COUNTS = ("gt_empty", "pred_empty", "both_empty")
 
 
-def metrics_document(scores: SemanticScores, metadata: dict) -> dict:
-    """The metrics.json content: metadata, the means and the per-class scores with pixel counts."""
-    support = scores.confusion_matrix.sum(1).tolist()
+@dataclass
+class ReportRows:
+    """per_image.csv: the header and one row of cells (text or numbers) per image."""
+
+    header: list[str]
+    rows: list[list]
+
+
+def json_number(value):
+    """A float for JSON: NaN -> None, +-inf -> "inf" / "-inf"."""
+    value = float(value)
+    if math.isnan(value):
+        return None
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+def _plain(value):
+    """JSON-ready: NaN -> None, inf -> "inf", nested dicts and lists converted."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, float):
+        return json_number(value)
+    return value
+
+
+def _distance_sections(distances, names: list[str]) -> dict:
+    """metrics.json's "boundary" and "surface" sections (settings, means, per class, empty counts)."""
+    described = distances.options.describe()
+    sections = {}
+    if "boundary_iou" in distances.per_class:
+        sections["boundary"] = {
+            **described["boundary"],
+            "miou": json_number(distances.means["boundary_iou"]),
+            "miou_dataset": json_number(distances.boundary_dataset_mean),
+            "per_class": {name: {"iou": json_number(distances.per_class["boundary_iou"][c]),
+                                 "iou_dataset": json_number(distances.boundary_dataset[c])}
+                          for c, name in enumerate(names)},
+        }
+    surface_names = distances.surface_names
+    if surface_names:
+        per_class = {}
+        for c, name in enumerate(names):
+            entry = {score: json_number(distances.per_class[score][c]) for score in surface_names}
+            entry.update({key: int(distances.empty[key][c]) for key in ("images", *EMPTY_COUNTS)})
+            per_class[name] = entry
+        sections["surface"] = {
+            **described["surface"],
+            "mean": {score: json_number(distances.means[score]) for score in surface_names},
+            "per_class": per_class,
+        }
+    sections["distance_spacing"] = described["spacing"]
+    sections["distance_spacings_used"] = sorted({spacing for spacing in distances.spacings if spacing is not None})[:10]
+    sections["distance_unit"] = distances.unit()
+    return sections
+
+
+def metrics_document(scores, metadata: dict, official=None, distances=None) -> dict:
+    """The metrics.json content: metadata, the means, per-class scores with pixel counts, the matrix.
+
+    ``official`` (a ``CityscapesScores``) adds the benchmark's tables under "cityscapes";
+    ``distances`` (an ``eval_distances.DistanceReport``) adds "boundary" / "surface".
+    """
+    support = (scores.confusion_matrix.sum(1) + scores.misses).tolist()
     predicted = scores.confusion_matrix.sum(0).tolist()
+    misses = scores.misses.tolist()
     per_class = {
         name: {
-            **{score: _finite_or_none(float(getattr(scores, score)[c])) for score in CLASS_SCORES},
-            "support": support[c],
-            "predicted": predicted[c],
+            **{score: json_number(getattr(scores, score)[c]) for score in CLASS_SCORES},
+            "support": int(support[c]),
+            "predicted": int(predicted[c]),
+            "unpredicted": int(misses[c]),
         }
         for c, name in enumerate(scores.names())
     }
-    return {
+    document = {
         **metadata,
+        "convention": scores.convention,
+        "per_image_average": scores.per_image_average,
         "class_names": scores.names(),
-        "metrics": {name: _finite_or_none(float(getattr(scores, name))) for name in GLOBAL_SCORES},
+        "metrics": {name: json_number(getattr(scores, name)) for name in GLOBAL_SCORES},
         "per_class": per_class,
         "confusion_matrix": scores.confusion_matrix.tolist(),
     }
+    if official is not None:
+        document["cityscapes"] = _plain(official.to_dict())
+    if distances is not None:
+        document.update(_distance_sections(distances, scores.names()))
+    return document
 
 
-def _write_csv(path: Path, header: Sequence[str], rows) -> None:
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
+def metrics_json(document: dict) -> str:
+    """metrics.json's text: indented, with one line per confusion-matrix row (NaN must be None already)."""
+    matrix = document.get("confusion_matrix")
+    if matrix is None:
+        return json.dumps(document, indent=2, allow_nan=False) + "\n"
+    marker = "@@confusion_matrix@@"
+    text = json.dumps({**document, "confusion_matrix": marker}, indent=2, allow_nan=False)
+    rows = ",\n    ".join(json.dumps(row) for row in matrix)  # the C encoder: fast at 150+ classes
+    return text.replace(json.dumps(marker), f"[\n    {rows}\n  ]" if matrix else "[]") + "\n"
 
 
-def _write_files(folder: Path, scores: SemanticScores, document: dict, per_image: list[dict]) -> None:
-    (folder / "metrics.json").write_text(json.dumps(document, indent=2, allow_nan=False) + "\n")
+def _cell(value):
+    return UNDEFINED if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def csv_bytes(header: Sequence[str], rows, undefined: bool = True) -> bytes:
+    """CSV text (UTF-8); with ``undefined`` None / NaN cells read n/a."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(header)
+    writer.writerows([[_cell(value) for value in row] for row in rows] if undefined else rows)
+    return buffer.getvalue().encode("utf-8")
+
+
+def _distance_columns(distances) -> list[str]:
+    if distances is None:
+        return []
+    columns = list(distances.names)
+    return columns + (list(EMPTY_COUNTS) if distances.surface_names else [])
+
+
+def _distance_cell(distances, column: str, c: int):
+    if column in EMPTY_COUNTS:
+        return int(distances.empty[column][c])
+    return float(distances.per_class[column][c])
+
+
+def data_files(scores, document: dict, per_image: ReportRows, distances=None) -> dict[str, bytes]:
+    """metrics.json, per_class.csv, confusion_matrix.csv and per_image.csv."""
     names = scores.names()
-    columns = ("class", *CLASS_SCORES, "support", "predicted")
-    rows = [[name, *(document["per_class"][name][c] for c in columns[1:])] for name in names]
-    _write_csv(folder / "per_class.csv", columns, [["nan" if v is None else v for v in row] for row in rows])
+    columns = ("class", *CLASS_SCORES, "support", "predicted", "unpredicted")
+    extra = _distance_columns(distances)
+    per_class = [[name, *(document["per_class"][name][c] for c in columns[1:]),
+                  *(_distance_cell(distances, column, c) for column in extra)] for c, name in enumerate(names)]
     matrix = scores.confusion_matrix.tolist()
-    _write_csv(folder / "confusion_matrix.csv", ["truth\\pred", *names], [[n, *r] for n, r in zip(names, matrix)])
-    header = list(per_image[0]) if per_image else ["image"]
-    _write_csv(folder / "per_image.csv", header, [[row[key] for key in header] for row in per_image])
-    plot_per_class(folder / "per_class_iou.png", names, scores.iou.tolist(), float(scores.miou))
-    plot_confusion_matrix(folder / "confusion_matrix.png", names, scores.confusion_matrix)
+    return {
+        "metrics.json": metrics_json(document).encode("utf-8"),
+        "per_class.csv": csv_bytes((*columns, *extra), per_class),
+        "confusion_matrix.csv": csv_bytes(["truth\\pred", *names], [[n, *r] for n, r in zip(names, matrix)]),
+        "per_image.csv": csv_bytes(per_image.header, per_image.rows, undefined=False),
+    }
 
 
 def _move_into_place(staging: Path, out: Path) -> None:
     if not out.exists():
         os.rename(staging, out)
         return
-    for name in REPORT_FILES:
-        os.replace(staging / name, out / name)
+    for name in ALL_FILES:
+        if (staging / name).exists():
+            os.replace(staging / name, out / name)
+        elif (out / name).exists():  # a plot of an earlier run would not match these numbers
+            (out / name).unlink()
     staging.rmdir()
 
 
@@ -95,15 +203,16 @@ def _use_umask(folder: Path) -> None:
     os.chmod(folder, 0o777 & ~mask)
 
 
-def write_report(out: Path, scores: SemanticScores, document: dict, per_image: list[dict]) -> None:
-    """Write the report files to ``out`` atomically (see the module Convention)."""
+def write_report(out: Path, files: Mapping[str, bytes]) -> None:
+    """Write ``{name: data}`` (names from ``ALL_FILES``) to ``out`` atomically (see the module Convention)."""
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: --out exists and is not a folder")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         _use_umask(staging)
-        _write_files(staging, scores, document, per_image)
+        for name, data in files.items():
+            (staging / name).write_bytes(data)
         _move_into_place(staging, out)
     finally:
         if staging.exists():

@@ -1,4 +1,4 @@
-"""Precision / recall arrays of pycocotools' accumulate, vectorised over categories and areas.
+"""Precision / recall arrays of pycocotools' accumulate, vectorised over caps, areas, thresholds and categories.
 
 Convention (pycocotools): for category k, area range a and cap m, the detections of rank
 < m in their image are sorted by descending score (stable: ties keep image order, then
@@ -9,184 +9,277 @@ TP / (TP + FP + eps) made non-increasing from the right, sampled at the first de
 reaching each of the 101 recall thresholds (0 past the last). Categories without a
 non-ignored ground truth get -1 (precision and recall). As pycocotools, a match to a
 ground truth whose id is 0 counts as unmatched.
+
+How: the precision made non-increasing, read at the c-th TP of a sequence, is the maximum
+of j / (j + f_j + eps) over its TPs j >= c (f_j: FPs before TP j), and at recall 0 (c = 0)
+it is the same maximum over all TPs; the score read is the c-th TP's (the first
+detection's for c = 0). So only matched detections are visited per (area, threshold)
+row: f_j = (detections up to TP j) - j - (ignored ones up to it), and the ignored ones are
+the detections outside the area range (a prefix count per area, shared by every
+threshold) corrected by the few matched ones (outside but matched: not ignored; matched
+to an ignored ground truth: ignored). Each (cap, row, category) then gets a table [value
+at c = 0, suffix maxima at c = 1..n, 0] read at the integer TP counts ``need`` that reach
+each recall threshold exactly as pycocotools' float ``searchsorted`` does. Caps whose
+capped lists coincide are computed once.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
-from segfuse.coco._ragged import offsets_from_lengths
+from segfuse.coco._ragged import local_index, offsets_from_lengths
 
-CHUNK_ELEMENTS = 1 << 19
+CHUNK_ELEMENTS = 1 << 22  # (row, detection) cells scanned for matches at a time
 
 
-def accumulate(tp: np.ndarray, fp: np.ndarray, dt_category: np.ndarray, order: np.ndarray, dt_rank: np.ndarray,
-               scores: np.ndarray, n_positive: np.ndarray, max_dets, recall_thresholds: np.ndarray):
-    """Precision (T, R, K, A, M), recall (T, K, A, M) and scores (T, R, K, A, M) arrays.
+class Curves:
+    """The accumulated precision-recall curves of every (cap, area, threshold, category), arrays on demand.
+
+    recall: (T, K, A, M) (always built; small). ``precision()`` and ``scores()`` build
+    pycocotools' (T, R, K, A, M) arrays; ``precision_sums()`` gives their sums over the
+    recall thresholds without building them (what the summary and the per-category AP need).
+    """
+
+    def __init__(self, tables: dict, need: np.ndarray, present: np.ndarray, source: list, shape: tuple,
+                 recall: np.ndarray):
+        self._tables, self._need, self.present, self._source, self._shape = tables, need, present, source, shape
+        self.recall = recall
+        self._sums = None
+
+    def precision(self) -> np.ndarray:
+        return self._materialize(self._tables["q"])
+
+    def scores(self) -> np.ndarray:
+        return self._materialize(self._score_table())
+
+    def precision_sums(self) -> np.ndarray:
+        """(T, A, M, K) sum over the R recall thresholds of the precision (0 where a category has no ground truth).
+
+        A group's R values are its table read at the distinct needs c with their multiplicities,
+        so only sum_c (count of c) * table[c] is computed.
+        """
+        if self._sums is None:
+            self._sums = self._precision_sums()
+        return self._sums
+
+    def _precision_sums(self) -> np.ndarray:
+        n_areas, n_thr, n_unique, n_cat, n_rec = self._shape
+        t = self._tables
+        need = self._need  # (A, K, R)
+        distinct = np.ones(need.shape, dtype=bool)
+        distinct[:, :, 1:] = need[:, :, 1:] != need[:, :, :-1]
+        ak, r = np.nonzero(distinct.reshape(n_areas * n_cat, n_rec))
+        value = need.reshape(n_areas * n_cat, n_rec)[ak, r]
+        bounds = offsets_from_lengths(np.bincount(ak, minlength=n_areas * n_cat))
+        multiplicity = np.diff(np.append(r, n_rec))
+        multiplicity[bounds[1:][bounds[1:] > 0] - 1] = n_rec - r[bounds[1:][bounds[1:] > 0] - 1]
+        groups = np.arange(len(t["n_tp"]))
+        k = groups % n_cat
+        row = (groups // n_cat) % (n_areas * n_thr)
+        key = (row // n_thr) * n_cat + k
+        count = bounds[key + 1] - bounds[key]
+        owner = np.repeat(groups, count)
+        entry = np.repeat(bounds[key], count) + local_index(offsets_from_lengths(count))
+        index = t["start"][owner] + np.minimum(value[entry], t["n_tp"][owner] + 1)
+        sums = np.bincount(owner, weights=t["q"][index] * multiplicity[entry], minlength=len(groups))
+        sums = sums.reshape(n_unique, n_areas, n_thr, n_cat)[np.asarray(self._source)]  # (M, A, T, K)
+        sums *= self.present.T[None, :, None, :]
+        return sums.transpose(2, 1, 0, 3)
+
+    def _score_table(self) -> np.ndarray:
+        t = self._tables
+        table = np.zeros(len(t["q"]))
+        table[t["slot"]] = t["tp_scores"]
+        table[t["start"][t["cell_group"]]] = t["first_score"][None, :]  # recall 0: the first detection (0 if none)
+        return table
+
+    def _materialize(self, table: np.ndarray) -> np.ndarray:
+        n_areas, n_thr, n_unique, n_cat, n_rec = self._shape
+        t = self._tables
+        cell = t["cell_group"]  # (B, S)
+        need = np.tile(self._need, (1, n_unique, 1))[np.arange(n_areas * n_thr) // n_thr]  # (B, S, R)
+        index = np.minimum(need, (t["n_tp"][cell] + 1)[:, :, None])
+        index += t["start"][cell][:, :, None]
+        out = np.take(table, index)
+        area, seg = np.nonzero(np.tile(~self.present.T, (1, n_unique)))
+        out.reshape(n_areas, n_thr, n_unique * n_cat, n_rec)[area, :, seg, :] = -1
+        out = out.reshape(self._shape)
+        if n_unique != len(self._source):
+            out = out[:, :, np.asarray(self._source)]
+        return out.transpose(1, 4, 3, 0, 2)
+
+
+def accumulate(matched: np.ndarray, gt_ignore: np.ndarray, gt_ids: np.ndarray, dt_outside: np.ndarray,
+               dt_category: np.ndarray, order: np.ndarray, dt_rank: np.ndarray, scores: np.ndarray,
+               n_positive: np.ndarray, max_dets, recall_thresholds: np.ndarray) -> Curves:
+    """The curves of pycocotools' accumulate: precision (T, R, K, A, M), recall (T, K, A, M), scores.
 
     Args:
-        tp, fp: (A, T, D) bool per detection.
+        matched: (A, T, D) index of the ground truth each detection matched, -1 if none.
+        gt_ignore: (A, G) bool; gt_ids: (G,) annotation ids (a match to id 0 is no match).
+        dt_outside: (A, D) bool: unmatched detections there are ignored (area outside the
+            range, or LVIS' not-exhaustive category).
         dt_category: (D,) category index; order: (D,) detections sorted by (category,
             -score, image, rank); dt_rank: (D,); scores: (D,).
         n_positive: (K, A) number of non-ignored ground truths.
-
-    The arrays are transposed views of contiguous (M, A, T, R, K) / (M, A, T, K) blocks.
     """
-    n_areas, n_thr, _ = tp.shape
+    n_areas, n_thr, n_dt = matched.shape
     n_cat, n_rec = n_positive.shape[0], len(recall_thresholds)
-    precision = np.empty((len(max_dets), n_areas, n_thr, n_rec, n_cat))
-    score_at = np.empty_like(precision)
-    recall = np.empty((len(max_dets), n_areas, n_thr, n_cat))
-    need = np.ascontiguousarray(_counts_needed(np.maximum(n_positive, 1).T, recall_thresholds).transpose(0, 2, 1))
-    for m, max_det in enumerate(max_dets):
-        chosen = order[dt_rank[order] < max_det]
-        precision[m], score_at[m], recall[m] = _curves(tp[:, :, chosen], fp[:, :, chosen], dt_category[chosen],
-                                                       scores[chosen], n_positive, need)
-    for a, absent in enumerate((n_positive == 0).T):
-        precision[:, a, ..., absent] = -1
-        score_at[:, a, ..., absent] = -1
-        recall[:, a, ..., absent] = -1
-    return precision.transpose(2, 3, 4, 1, 0), recall.transpose(2, 3, 1, 0), score_at.transpose(2, 3, 4, 1, 0)
+    n_rows = n_areas * n_thr
+    lists, source = _capped_lists(dt_rank[order], max_dets)
+    n_unique = len(lists)
+    n_seg = n_unique * n_cat
+    category = dt_category[order]
+    seg_len = np.concatenate([np.bincount(category[keep], minlength=n_cat) for keep in lists])
+    seg_start = offsets_from_lengths(seg_len)[:-1]  # in the lists laid end to end
+    first_score = np.zeros(n_seg)
+    has = seg_len > 0
+    first_score[has] = scores[order[np.concatenate([np.flatnonzero(keep) for keep in lists])[seg_start[has]]]]
+    out_prefix = _outside_prefix(dt_outside[:, order], lists)  # (A, L + 1)
+    entries = _matched_entries(matched, gt_ignore, gt_ids, dt_outside, order, n_thr)
+    tp = _true_positives(entries, lists, category, seg_start, out_prefix, n_rows, n_thr, n_cat)
+    tables = _tables(tp, n_rows, n_seg, n_cat)
+    tables.update(tp_scores=scores[order][tp["position"]], first_score=first_score)
+    present = n_positive > 0  # (K, A)
+    positives = np.tile(np.maximum(n_positive, 1).T, (1, n_unique))[np.arange(n_rows) // n_thr]  # (B, S)
+    recall = tables["n_tp"][tables["cell_group"]] / positives
+    area, seg = np.nonzero(np.tile(~present.T, (1, n_unique)))
+    recall.reshape(n_areas, n_thr, n_seg)[area, :, seg] = -1
+    recall = recall.reshape(n_areas, n_thr, n_unique, n_cat)
+    if n_unique != len(max_dets):
+        recall = recall[:, :, np.asarray(source)]
+    need = counts_needed(np.maximum(n_positive, 1).T, recall_thresholds)  # (A, K, R)
+    return Curves(tables, need, present, source, (n_areas, n_thr, n_unique, n_cat, n_rec), recall.transpose(1, 3, 0, 2))
 
 
-def _curves(tp, fp, category, scores, n_positive, need):
-    """One cap: q, s (A, T, R, K) and recall (A, T, K) for detections sorted by category.
+def _capped_lists(rank_in_order, max_dets):
+    """Distinct capped lists as bool masks over ``order``, and for each cap the index of its list."""
+    top = int(rank_in_order.max(initial=-1))
+    lists, source, seen = [], [], {}
+    for cap in max_dets:
+        key = min(cap, top + 1)  # caps above every rank give the same list
+        if key not in seen:
+            seen[key] = len(lists)
+            lists.append(rank_in_order < cap)
+        source.append(seen[key])
+    return lists, source
 
-    ``need`` (A, K, R): TP counts reaching each recall threshold (``_counts_needed``).
-    Rows (area, threshold) are handled in blocks of about ``CHUNK_ELEMENTS`` flags.
+
+def _outside_prefix(outside_in_order: np.ndarray, lists) -> np.ndarray:
+    """(A, L + 1) running count of outside detections over the capped lists laid end to end (0 first)."""
+    parts = [outside_in_order[:, keep] for keep in lists]
+    flags = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+    prefix = np.zeros((flags.shape[0], flags.shape[1] + 1), dtype=np.int64)
+    np.cumsum(flags, axis=1, out=prefix[:, 1:])
+    return prefix
+
+
+def _matched_entries(matched, gt_ignore, gt_ids, dt_outside, order, n_thr) -> dict:
+    """Every real match as (row, position in ``order``, tp, weight), by row then position.
+
+    weight = matched to an ignored ground truth - outside: the correction turning the
+    outside count into the ignored count.
     """
-    n_areas, n_thr, n = tp.shape
-    n_cat, n_rec = n_positive.shape[0], need.shape[2]
-    rows = n_areas * n_thr
-    offsets = offsets_from_lengths(np.bincount(category, minlength=n_cat))
-    positives = np.repeat(np.maximum(n_positive, 1).T[:, None, :], n_thr, axis=1).reshape(rows, n_cat)
-    q, s = np.empty((rows, n_rec, n_cat)), np.empty((rows, n_rec, n_cat))
-    recall = np.empty((rows, n_cat))
-    tp, fp = tp.reshape(rows, n), fp.reshape(rows, n)
-    step = max(1, CHUNK_ELEMENTS // max(n, 1))
-    for a in range(0, rows, step):
-        b = min(a + step, rows)
-        flags = Flags(tp[a:b], _segment_cumsum(tp[a:b], offsets), _segment_cumsum(fp[a:b], offsets))
-        _row_block(flags, category, offsets, scores, positives[a:b], need[np.arange(a, b) // n_thr],
-                   q[a:b], s[a:b], recall[a:b])
-    shape = (n_areas, n_thr, n_rec, n_cat)
-    return q.reshape(shape), s.reshape(shape), recall.reshape(n_areas, n_thr, n_cat)
+    n_areas, _, n_dt = matched.shape
+    n_rows = n_areas * n_thr
+    flat = matched.reshape(n_rows, n_dt)
+    step = max(1, CHUNK_ELEMENTS // max(n_dt, 1))
+    rows, positions, gts = [], [], []
+    for a in range(0, n_rows, step):
+        block = flat[a : a + step][:, order]
+        row, position = np.nonzero(block >= 0)
+        rows.append(row + a)
+        positions.append(position)
+        gts.append(block[row, position])
+    row, position, gt = np.concatenate(rows), np.concatenate(positions), np.concatenate(gts).astype(np.int64)
+    if len(gt_ids) and (gt_ids == 0).any():  # pycocotools reads a match to id 0 as no match
+        real = gt_ids[gt] != 0
+        row, position, gt = row[real], position[real], gt[real]
+    area = row // n_thr
+    ignored = gt_ignore[area, gt]
+    outside = dt_outside[area, order[position]]
+    return {"row": row, "position": position, "tp": ~ignored,
+            "weight": ignored.astype(np.int64) - outside.astype(np.int64)}
 
 
-def _counts_needed(positives: np.ndarray, recall_thresholds: np.ndarray) -> np.ndarray:
-    """(B, R, K) smallest integer c with the float ``c / positives`` (B, K) >= each recall threshold.
+def _true_positives(entries, lists, category, seg_start, out_prefix, n_rows, n_thr, n_cat) -> dict:
+    """The TPs of every (list, row, category) group, in order: group id, value j / (j + f_j + eps), position.
+
+    All lists at once: entry e belongs to list u if its detection is in it; entries stay
+    ordered by (list, row, position), so groups (u, row, category) are contiguous.
+    """
+    keep = np.stack(lists)  # (U, D) over ``order``
+    u, e = np.nonzero(keep[:, entries["position"]])
+    row, position = entries["row"][e], entries["position"][e]
+    offsets = np.concatenate(([0], np.cumsum(keep.sum(axis=1))[:-1]))
+    at = (np.cumsum(keep, axis=1) - 1)[u, position] + offsets[u]  # position in the lists laid end to end
+    cat = category[position]
+    group = (u * n_rows + row) * n_cat + cat
+    is_tp, weight = entries["tp"][e], entries["weight"][e]
+    new = np.ones(len(group), dtype=bool)
+    new[1:] = group[1:] != group[:-1]
+    first = np.flatnonzero(new)
+    length = np.diff(np.append(first, len(group)))
+    running = np.cumsum(weight)  # over the group, this entry included
+    running -= np.repeat(running[first] - weight[first], length)
+    tp_rank = np.cumsum(is_tp)
+    tp_rank -= np.repeat(tp_rank[first] - is_tp[first], length)
+    area = row // n_thr
+    start = seg_start[u * n_cat + cat]
+    outside = out_prefix[area, at + 1] - out_prefix[area, start]
+    j = tp_rank[is_tp].astype(np.float64)
+    fp = (at - start + 1)[is_tp] - j - (outside + running)[is_tp]
+    return {"group": group[is_tp], "value": j / (j + fp + np.spacing(1)), "position": position[is_tp]}
+
+
+def _tables(tp: dict, n_rows: int, n_seg: int, n_cat: int) -> dict:
+    """Per TP group (numbered (u * B + row) * K + k): [value at c = 0, suffix maxima at c = 1..n, closing 0]."""
+    group = tp["group"]
+    n_groups = n_rows * n_seg
+    n_tp = np.bincount(group, minlength=n_groups)
+    tp_offsets = offsets_from_lengths(n_tp)
+    start = tp_offsets[:-1] + 2 * np.arange(n_groups)
+    slot = np.arange(len(group)) + 2 * group + 1
+    size = int(start[-1] + n_tp[-1] + 2) if n_groups else 1
+    q = np.zeros(size)
+    q[slot] = _group_suffix_max(tp["value"], tp_offsets)
+    nonempty = n_tp > 0
+    q[start[nonempty]] = q[start[nonempty] + 1]  # recall 0: the maximum over all TPs
+    return {"q": q, "start": start, "n_tp": n_tp, "slot": slot, "cell_group": _cell_groups(n_rows, n_seg, n_cat)}
+
+
+def _cell_groups(n_rows: int, n_seg: int, n_cat: int) -> np.ndarray:
+    """(B, S) group id (u * B + row) * K + k of output cell (row, u * K + k)."""
+    seg = np.arange(n_seg)
+    return ((seg // n_cat)[None, :] * n_rows + np.arange(n_rows)[:, None]) * n_cat + (seg % n_cat)[None, :]
+
+
+def counts_needed(positives: np.ndarray, recall_thresholds: np.ndarray) -> np.ndarray:
+    """(..., R) smallest integer c with the float ``c / positives`` (...) >= each recall threshold.
 
     So the first detection with recall >= r (pycocotools' searchsorted(rc, r, "left")) is
     the first whose TP count reaches c, found exactly on integers.
     """
-    p = positives[:, None, :].astype(np.float64)
-    c = np.ceil(recall_thresholds[None, :, None] * p).astype(np.int64)
+    p = positives[..., None].astype(np.float64)
+    c = np.ceil(recall_thresholds * p).astype(np.int64)
     while True:
-        lower = (c > 0) & ((c - 1) / p >= recall_thresholds[None, :, None])
-        higher = c / p < recall_thresholds[None, :, None]
+        lower = (c > 0) & ((c - 1) / p >= recall_thresholds)
+        higher = c / p < recall_thresholds
         if not (lower.any() or higher.any()):
             return c
         c = c - lower + higher
 
 
-class Flags(NamedTuple):
-    """B rows of n detections: TP flags (bool) and per-category running TP / FP counts (int)."""
-
-    tp: np.ndarray
-    tp_sum: np.ndarray
-    fp_sum: np.ndarray
-
-
-def _row_block(flags: Flags, category, offsets, scores, positives, need, q, s, recall) -> None:
-    """Fill q, s (B, R, K) and recall (B, K) of B rows; ``need`` is (B, K, R).
-
-    Sample points: the first detection of each (row, category) whose TP count reaches
-    ``need``: the segment's start for 0, else its need-th TP; only the first threshold of
-    each run of equal needs is sampled, the others copy it. Precision is made
-    non-increasing only at those points: the maximum of each piece between consecutive
-    points, then a suffix maximum over the few pieces of each segment.
-    """
-    n_rows, n = flags.tp_sum.shape
-    n_cat, n_rec = len(offsets) - 1, need.shape[2]
-    has = np.diff(offsets) > 0
-    tp_total = np.zeros((n_rows, n_cat), dtype=np.int64)
-    tp_total[:, has] = flags.tp_sum[:, offsets[1:][has] - 1]
-    reached = (need <= tp_total[:, :, None]) & has[None, :, None]
-    fresh = reached.copy()
-    fresh[:, :, 1:] &= need[:, :, 1:] != need[:, :, :-1]
-    first = np.flatnonzero(fresh)
-    segment = first // n_rec
-    row, cat = segment // n_cat, segment % n_cat
-    at = _sample_points(flags.tp, tp_total, need.reshape(-1)[first], row * n + offsets[cat], segment)  # ascending
-    precision = (flags.tp_sum / (flags.fp_sum + flags.tp_sum + np.spacing(1))).reshape(-1)
-    starts = (np.arange(n_rows)[:, None] * n + offsets[:-1][None, :])[:, has].reshape(-1)
-    cuts = np.sort(np.r_[starts, at], kind="stable")  # two ascending runs
-    cuts = cuts[np.r_[True, cuts[1:] != cuts[:-1]]] if len(cuts) else cuts
-    pieces = np.maximum.reduceat(precision, cuts) if len(cuts) else precision[:0]
-    piece_segment = np.searchsorted(starts, cuts, side="right") - 1
-    envelope = _suffix_max(pieces[None, :], offsets_from_lengths(np.bincount(piece_segment, minlength=len(starts))))[0]
-    run_start, from_sample = _runs_of_equal_samples(need, reached)
-    length = np.diff(np.r_[run_start, need.size])
-    q.transpose(0, 2, 1)[...] = np.repeat(np.r_[envelope[np.searchsorted(cuts, at)], 0.0][from_sample], length).reshape(need.shape)
-    s.transpose(0, 2, 1)[...] = np.repeat(np.r_[scores[at % n] if n else at * 0.0, 0.0][from_sample], length).reshape(need.shape)
-    recall[...] = 0
-    recall[:, has] = tp_total[:, has] / positives[:, has]
-
-
-def _runs_of_equal_samples(need, reached):
-    """Split the flat (B, K, R) thresholds into runs that share one sample (or are unreached).
-
-    Returns each run's first flat index and the index of its sample among the fresh
-    (reached, new need) entries in flat order, -1 for an unreached run.
-    """
-    change = np.ones(need.shape, dtype=bool)
-    change[:, :, 1:] = (reached[:, :, 1:] & (need[:, :, 1:] != need[:, :, :-1])) | (reached[:, :, 1:] != reached[:, :, :-1])
-    run_start = np.flatnonzero(change)
-    hit = reached.reshape(-1)[run_start]
-    return run_start, np.where(hit, np.cumsum(hit) - 1, -1)
-
-
-def _sample_points(tp, tp_total, count, segment_start, segment):
-    """Flat index of the ``count``-th TP of each segment (its start where count is 0)."""
-    at = segment_start.copy()
-    nth = np.flatnonzero(count > 0)
-    before = offsets_from_lengths(tp_total.reshape(-1))[:-1]
-    at[nth] = np.flatnonzero(tp)[before[segment[nth]] + count[nth] - 1]
-    return at
-
-
-def _segment_cumsum(flags: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Cumulative count along the last axis restarting at each segment (int32, int64 for huge rows)."""
-    total = flags.astype(np.int32 if flags.shape[-1] < 2**31 else np.int64)
-    np.cumsum(total, axis=-1, out=total)  # cast first: a casting cumsum is several times slower
+def _group_suffix_max(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Running maximum from the right within each contiguous group (exact)."""
+    n = len(values)
+    if not n:
+        return values
     lengths = np.diff(offsets)
-    base = np.zeros(flags.shape[:-1] + (len(lengths),), dtype=total.dtype)
-    starts = offsets[:-1][lengths > 0]
-    base[..., lengths > 0] = total[..., starts] - flags[..., starts]
-    total -= np.repeat(base, lengths, axis=-1)
-    return total
-
-
-def _suffix_max(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """(B, n) running maximum from the right within each segment of the last axis (exact).
-
-    Few long segments use a padded (B, S, longest) block; otherwise values are replaced by
-    their rank among all values and offset per segment, so one integer accumulate suffices.
-    """
-    lengths = np.diff(offsets)
-    n_rows, n = values.shape
-    n_seg, longest = len(lengths), int(lengths.max()) if len(lengths) else 0
-    owner = np.repeat(np.arange(n_seg), lengths)
-    if n_seg * longest <= 2 * n + 1024:
-        local = np.arange(n) - offsets[:-1][owner]
-        padded = np.zeros((n_rows, n_seg, longest))
-        padded[:, owner, local] = values
-        padded = np.maximum.accumulate(padded[:, :, ::-1], axis=-1)[:, :, ::-1]
-        return padded[:, owner, local]
+    if lengths.max() == 1:
+        return values
+    owner = np.repeat(np.arange(len(lengths)), lengths)
     unique, rank = np.unique(values, return_inverse=True)
-    segment = np.arange(n_rows)[:, None] * n_seg + owner[None, :]
-    key = (n_rows * n_seg - 1 - segment) * len(unique) + rank.reshape(n_rows, n)
-    suffix = np.maximum.accumulate(key.reshape(-1)[::-1])[::-1]
-    return unique[suffix % len(unique)].reshape(n_rows, n)
+    key = (len(lengths) - 1 - owner) * len(unique) + rank.reshape(-1)
+    suffix = np.maximum.accumulate(key[::-1])[::-1]
+    return unique[suffix % len(unique)]

@@ -10,9 +10,9 @@ Vectorised: the candidate (detection, ground truth) pairs are sorted once by (de
 rank, detection, IoU, gt index). With the thresholds ascending, the thresholds a pair passes
 form a prefix, so the candidates of each (detection, threshold) block are a suffix of the
 detection's pairs and the blocks are laid out without sorting the expanded triples. The
-Python loop runs over ranks (<= max_dets) and area ranges, not over images, categories,
-thresholds or pairs; at each step every block takes its last still-free non-ignored
-candidate, else its last still-free one.
+Python loop runs over ranks (<= max_dets), not over area ranges, images, categories,
+thresholds or pairs; at each step every block of every area range takes its last
+still-free non-ignored candidate, else its last still-free one.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class Candidates(NamedTuple):
 
 def greedy_match(pairs: Pairs, dt_rank: np.ndarray, gt_ignore: np.ndarray, gt_crowd: np.ndarray,
                  thresholds: np.ndarray, advance: Callable[[int], None]) -> np.ndarray:
-    """(A, T, D) int64: index of the ground truth each detection matches, -1 if none.
+    """(A, T, D) int32: index of the ground truth each detection matches, -1 if none.
 
     Args:
         pairs: IoU of the (dt, gt) pairs of each cell.
@@ -48,18 +48,23 @@ def greedy_match(pairs: Pairs, dt_rank: np.ndarray, gt_ignore: np.ndarray, gt_cr
     """
     n_areas, n_gt = gt_ignore.shape
     n_thr, n_dt = len(thresholds), len(dt_rank)
-    matched = np.full(n_areas * n_thr * n_dt, -1, dtype=np.int64)
+    matched = np.full(n_areas * n_thr * n_dt, -1, dtype=np.int32)
     by_threshold = np.argsort(thresholds, kind="stable")
     c = _candidates(pairs, dt_rank, np.minimum(thresholds, 1 - 1e-10)[by_threshold])
     state, crowd, slot = c.thr * n_gt + c.gt, gt_crowd[c.gt], by_threshold[c.thr] * n_dt + c.dt
     taken = np.zeros(n_areas * n_thr * n_gt, dtype=bool)
-    for start, stop in zip(c.rank_bounds[:-1], c.rank_bounds[1:]):
-        for a in range(n_areas):
-            shift = a * n_thr * n_gt
-            chosen = start + _choose(taken[state[start:stop] + shift] & ~crowd[start:stop],
-                                     ~gt_ignore[a, c.gt[start:stop]], c.block[start:stop])
-            taken[state[chosen] + shift] = True
-            matched[a * n_thr * n_dt + slot[chosen]] = c.gt[chosen]
+    area_state = (np.arange(n_areas) * (n_thr * n_gt))[:, None]
+    area_block = (np.arange(n_areas) * (int(c.block[-1]) + 1 if len(c.block) else 1))[:, None]
+    area_slot = np.arange(n_areas) * (n_thr * n_dt)
+    for start, stop in zip(c.rank_bounds[:-1].tolist(), c.rank_bounds[1:].tolist()):
+        # every area range at once: (A, n) candidates, blocks kept apart per area
+        where = (state[start:stop] + area_state).reshape(-1)
+        busy = taken[where].reshape(n_areas, -1) & ~crowd[start:stop]
+        chosen = _choose(busy.reshape(-1), ~gt_ignore[:, c.gt[start:stop]].reshape(-1),
+                         (c.block[start:stop] + area_block).reshape(-1))
+        area, local = np.divmod(chosen, stop - start)
+        taken[where[chosen]] = True
+        matched[area_slot[area] + slot[start + local]] = c.gt[start + local]
         advance(1)
     return matched.reshape(n_areas, n_thr, n_dt)
 
@@ -70,7 +75,7 @@ def _choose(busy: np.ndarray, preferred: np.ndarray, block: np.ndarray) -> np.nd
     if not len(free):
         return free
     owner = block[free]
-    heads = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+    heads = np.flatnonzero(_starts(owner))
     key = free + preferred[free] * len(busy)
     return np.maximum.reduceat(key, heads) % len(busy)
 
@@ -82,9 +87,9 @@ def _candidates(pairs: Pairs, dt_rank: np.ndarray, thresholds: np.ndarray) -> Ca
     order = np.lexsort((g, iou, d, dt_rank[d]))
     d, g, iou = d[order], g[order], iou[order]
     passed = np.searchsorted(thresholds, iou, side="right")
-    new = np.r_[True, d[1:] != d[:-1]] if len(d) else np.zeros(0, bool)
+    new = _starts(d)
     group = np.cumsum(new) - 1
-    group_end = np.r_[np.flatnonzero(new)[1:], len(d)] if len(d) else np.zeros(0, np.int64)
+    group_end = np.append(np.flatnonzero(new)[1:], len(d)) if len(d) else np.zeros(0, np.int64)
     n_thr = len(thresholds)
     key = group * (n_thr + 1) + passed
     wanted = (np.arange(len(group_end))[:, None] * (n_thr + 1) + np.arange(1, n_thr + 1)[None, :]).reshape(-1)
@@ -93,5 +98,14 @@ def _candidates(pairs: Pairs, dt_rank: np.ndarray, thresholds: np.ndarray) -> Ca
     block = np.repeat(np.arange(len(first)), lengths)
     flat = np.repeat(first, lengths) + np.arange(len(block)) - np.repeat(offsets_from_lengths(lengths)[:-1], lengths)
     rank = dt_rank[d[flat]]
-    rank_bounds = np.flatnonzero(np.r_[True, rank[1:] != rank[:-1], True]) if len(rank) else np.zeros(1, np.int64)
+    rank_bounds = np.append(np.flatnonzero(_starts(rank)), len(rank)) if len(rank) else np.zeros(1, np.int64)
     return Candidates(d[flat], g[flat], block % max(n_thr, 1), block, rank_bounds)
+
+
+def _starts(values: np.ndarray) -> np.ndarray:
+    """(n,) bool: where a run of equal values starts."""
+    new = np.empty(len(values), dtype=bool)
+    if len(values):
+        new[0] = True
+        np.not_equal(values[1:], values[:-1], out=new[1:])
+    return new

@@ -198,3 +198,10 @@ def _covered_chunk(ref: Runs, iref: np.ndarray, walk: Runs, iwalk: np.ndarray) -
 
     inside = coverage(walk.ends[runs] + shift) - coverage(walk.starts[runs] + shift)
     return np.bincount(pair, weights=inside, minlength=len(iref)).astype(np.int64)
+
+
+def take(runs: Runs, which: np.ndarray) -> Runs:
+    """The masks ``which`` (int indices, any order, repeats allowed) as a new Runs."""
+    flat, _ = gather_segments(runs.offsets, which)
+    lengths = runs.offsets[which + 1] - runs.offsets[which]
+    return Runs(runs.starts[flat], runs.ends[flat], offsets_from_lengths(lengths), runs.heights[which], runs.widths[which])

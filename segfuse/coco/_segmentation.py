@@ -10,11 +10,12 @@ a ValueError naming the annotation.
 from __future__ import annotations
 
 from itertools import chain
+from operator import itemgetter
 from typing import Callable, Sequence
 
 import numpy as np
 
-from segfuse.coco import _counts, _runs
+from segfuse.coco import _cmask, _counts, _runs
 from segfuse.coco._boxes import box_polygons
 from segfuse.coco._polygon import rasterize
 from segfuse.coco._ragged import chunk_bounds, offsets_from_lengths
@@ -24,6 +25,48 @@ CHUNK_CHARS = 1 << 20
 
 def to_runs(segmentations: Sequence, heights: np.ndarray, widths: np.ndarray, name: Callable[[int], str]) -> _runs.Runs:
     """N segmentation objects of images of size (heights[i], widths[i]) -> Runs of N masks."""
+    kinds = _classify(segmentations, heights, widths, name)
+    polygons, poly_owner, uncompressed, compressed = kinds
+    parts = [
+        _polygon_runs(polygons, np.asarray(poly_owner, np.int64), heights, widths, name),
+        _uncompressed_runs([segmentations[i] for i in uncompressed], uncompressed, heights[uncompressed], widths[uncompressed], name),
+        _compressed_runs([segmentations[i] for i in compressed], compressed, heights[compressed], widths[compressed], name),
+    ]
+    owners = [np.unique(np.asarray(poly_owner, np.int64)), np.asarray(uncompressed, np.int64), np.asarray(compressed, np.int64)]
+    return _assemble(parts, owners, heights, widths)
+
+
+def to_rles(segmentations: Sequence, heights: np.ndarray, widths: np.ndarray, name: Callable[[int], str]) -> list:
+    """N segmentation objects -> N compressed RLE dicts through pycocotools' C routines (``_cmask``).
+
+    The same checks as ``to_runs`` on types, polygons, sizes and characters; compressed RLEs
+    are passed through unchanged (pycocotools reads str or bytes counts).
+    """
+    polygons, poly_owner, uncompressed, compressed = _classify(segmentations, heights, widths, name)
+    out = [None] * len(segmentations)
+    if polygons:
+        owner = np.asarray(poly_owner, np.int64)
+        arrays = _check_coordinates(polygons, owner, name)
+        for i, rle in zip(np.unique(owner).tolist(), _cmask.rasterize(arrays, owner, heights, widths)):
+            out[i] = rle
+    if uncompressed:
+        rles = [segmentations[i] for i in uncompressed]
+        _uncompressed_runs(rles, uncompressed, heights[uncompressed], widths[uncompressed], name)  # validates totals
+        for i, rle in zip(uncompressed, _cmask.from_uncompressed(rles)):
+            out[i] = rle
+    if compressed:
+        _check_characters([segmentations[i]["counts"] for i in compressed], compressed, name)
+        for i in compressed:
+            out[i] = segmentations[i]
+    return out
+
+
+def _classify(segmentations: Sequence, heights, widths, name) -> tuple[list, list, list, list]:
+    """Polygons (with their annotation index), uncompressed and compressed RLE indices; checks RLE sizes."""
+    if _all_compressed(segmentations):  # detector output: one pass per field instead of one per object
+        every = list(range(len(segmentations)))
+        _check_sizes(segmentations, every, heights, widths, name)
+        return [], [], [], every
     polygons, poly_owner, uncompressed, compressed = [], [], [], []
     for i, segm in enumerate(segmentations):
         if isinstance(segm, dict) and "counts" in segm and "size" in segm:
@@ -35,13 +78,53 @@ def to_runs(segmentations: Sequence, heights: np.ndarray, widths: np.ndarray, na
         else:
             raise ValueError(f"{name(i)}: segmentation must be polygons or an RLE dict, got {_describe(segm)}")
     _check_sizes(segmentations, uncompressed + compressed, heights, widths, name)
-    parts = [
-        _polygon_runs(polygons, np.asarray(poly_owner, np.int64), heights, widths, name),
-        _uncompressed_runs([segmentations[i] for i in uncompressed], uncompressed, heights[uncompressed], widths[uncompressed], name),
-        _compressed_runs([segmentations[i] for i in compressed], compressed, heights[compressed], widths[compressed], name),
-    ]
-    owners = [np.unique(np.asarray(poly_owner, np.int64)), np.asarray(uncompressed, np.int64), np.asarray(compressed, np.int64)]
-    return _assemble(parts, owners, heights, widths)
+    return polygons, poly_owner, uncompressed, compressed
+
+
+def _all_compressed(segmentations) -> bool:
+    """Every segmentation is a dict with "size" and str / bytes "counts"."""
+    if not segmentations or set(map(type, segmentations)) != {dict}:
+        return False
+    try:
+        kinds = set(map(type, map(itemgetter("counts"), segmentations)))
+        list(map(itemgetter("size"), segmentations))
+    except KeyError:
+        return False
+    return kinds <= {str, bytes}
+
+
+def _check_coordinates(polygons, owner, name) -> list:
+    """The polygons as float64 arrays (one conversion for all); ValueError naming the annotation if not numbers."""
+    lengths = np.fromiter(map(len, polygons), dtype=np.int64, count=len(polygons))
+    try:
+        coords = np.fromiter(chain.from_iterable(polygons), dtype=np.float64, count=int(lengths.sum()))
+    except (TypeError, ValueError):
+        bad = next(i for i, p in zip(owner.tolist(), polygons) if not all(isinstance(v, (int, float)) for v in p))
+        raise ValueError(f"{name(bad)}: polygon coordinates must be numbers") from None
+    offsets = offsets_from_lengths(lengths).tolist()
+    return [coords[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+
+
+def _check_characters(fields, index, name) -> None:
+    """Compressed counts use characters '0'..'o' and each string ends on a final character (< 'P')."""
+    try:
+        joined = "".join(fields).encode("ascii", "replace")
+    except TypeError:
+        joined = b"".join(f.encode("ascii", "replace") if isinstance(f, str) else f for f in fields)
+    chars = np.frombuffer(joined, dtype=np.uint8)
+    lengths = np.fromiter(map(len, fields), dtype=np.int64, count=len(fields))
+    ends = np.cumsum(lengths)
+    bad = np.zeros(len(fields), bool)
+    bad_char = (chars < 48) | (chars > 111)
+    if bad_char.any():
+        total = np.r_[0, np.cumsum(bad_char)]
+        bad |= total[ends] > total[ends - lengths]
+    nonempty = lengths > 0
+    bad[nonempty] |= chars[ends[nonempty] - 1] >= 48 + 0x20
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name(index[i])}: malformed compressed RLE (characters must be in '0'..'o' and the "
+                         f"string must end with a complete count)")
 
 
 def _polygons(segm: list, name: Callable[[int], str], i: int) -> list:

@@ -1,59 +1,150 @@
-"""The 12 COCO summary numbers, "AP{t}" per threshold, per-category AP and the printed summary.
+"""Summary numbers (COCO's 12, LVIS' 13), "AP{t}" per threshold, per-category AP and the printed summary.
 
-Convention: the 12 keys follow pycocotools' ``summarize`` exactly: "AP" averages precision
-over every threshold at area "all" and maxDets=100 (the literal 100, as pycocotools);
-"AP50", "AP75", "APs", "APm", "APl" and "ARs", "ARm", "ARl" use ``max_dets[2]``; "AR1",
-"AR10", "AR100" are recall at ``max_dets[0]``, ``[1]``, ``[2]`` (so with max_dets
-(1, 5, 20) "AR100" is recall at 20 detections). ``max_dets`` is sorted first; with fewer
-than 3 entries, index i falls back to the last one (pycocotools raises instead). A value
-with no defined entry (no such threshold, area label or cap, or no ground truth at all) is
--1, pycocotools' convention, kept in these 12 keys only for equality with it. Each
-threshold t adds "AP{round(100 t)}" at area "all" and ``max_dets[2]``. Per-category AP
-(area "all", the largest cap) is NaN where the category has no ground truth.
+Convention (COCO): the 12 keys follow pycocotools' ``summarize`` exactly: "AP" averages
+precision over every threshold at area "all" and maxDets=100 (the literal 100, as
+pycocotools); "AP50", "AP75", "APs", "APm", "APl" and "ARs", "ARm", "ARl" use
+``max_dets[2]``; "AR1", "AR10", "AR100" are recall at ``max_dets[0]``, ``[1]``, ``[2]`` (so
+with max_dets (1, 5, 20) "AR100" is recall at 20 detections). ``max_dets`` is sorted
+first; with fewer than 3 entries, index i falls back to the last one (pycocotools raises
+instead). A value with no defined entry (no such threshold, area label or cap, or no
+ground truth at all) is -1, pycocotools' convention, kept in these keys only for equality
+with it. "AP@{m}" is the AP at the largest cap m (area "all"), defined whatever the caps:
+the summary prints it as its first line when 100 is not a cap (where pycocotools prints
+-1). Each threshold t adds "AP{round(100 t)}" at area "all" and ``max_dets[2]``.
+
+Convention (LVIS, the ``lvis`` package's ``summarize``): "AP", "AP50", "AP75", "APs", "APm",
+"APl", "APr", "APc", "APf" (the rare / common / frequent categories) and "AR@{m}",
+"ARs@{m}", "ARm@{m}", "ARl@{m}" at the cap m per image, -1 where undefined.
+
+Per-category AP (area "all", the largest cap) is NaN where the category has no ground truth.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from segfuse.coco._params import EvalParams
+from segfuse.coco._params import EvalParams, recall_thresholds
 
 STAT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+LVIS_AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
+FREQUENCY_KEYS = {"APr": "r", "APc": "c", "APf": "f"}
 _LINES = (  # (ap, iou threshold, area label, index into max_dets or None for the literal 100)
     (1, None, "all", None), (1, 0.5, "all", 2), (1, 0.75, "all", 2), (1, None, "small", 2),
     (1, None, "medium", 2), (1, None, "large", 2), (0, None, "all", 0), (0, None, "all", 1),
     (0, None, "all", 2), (0, None, "small", 2), (0, None, "medium", 2), (0, None, "large", 2),
 )
+_LVIS_AP = ((None, "all"), (0.5, "all"), (0.75, "all"), (None, "small"), (None, "medium"), (None, "large"))
 
 
-def coco_stats(precision: np.ndarray, recall: np.ndarray, params: EvalParams) -> dict[str, float]:
-    """The 12 standard keys, then "AP{t}" for every IoU threshold, as floats."""
+def headline_key(params: EvalParams) -> str:
+    """The stats key of the AP at the largest cap: "AP@100" by default."""
+    return f"AP@{params.max_dets[-1]}"
+
+
+def coco_stats(curves, params: EvalParams) -> dict[str, float]:
+    """The 12 standard keys, "AP@{largest cap}", then "AP{t}" for every IoU threshold, as floats."""
+    means = _Means(curves, params)
     stats = {}
     for key, (ap, thr, area, which) in zip(STAT_KEYS, _LINES):
-        stats[key] = _summarize(precision if ap else recall, params, ap, thr, area, _cap(params, which))
+        stats[key] = means.get(ap, thr, area, _cap(params, which))
+    stats[headline_key(params)] = means.get(1, None, "all", params.max_dets[-1])
     for thr, key in zip(params.iou_thresholds, params.threshold_keys):
-        stats[key] = _summarize(precision, params, 1, thr, "all", _cap(params, 2))
+        stats[key] = means.get(1, thr, "all", _cap(params, 2))
     return stats
 
 
+def lvis_stats(curves, params: EvalParams, frequency: list) -> dict[str, float]:
+    """The lvis package's 13 keys, then "AP{t}" for every IoU threshold."""
+    means = _Means(curves, params)
+    cap = params.max_dets[-1]
+    stats = {}
+    for key, (thr, area) in zip(LVIS_AP_KEYS, _LVIS_AP):
+        stats[key] = means.get(1, thr, area, cap)
+    for key, group in FREQUENCY_KEYS.items():
+        stats[key] = means.get(1, None, "all", cap, np.array([f == group for f in frequency], dtype=bool))
+    for area, key in (("all", f"AR@{cap}"), ("small", f"ARs@{cap}"), ("medium", f"ARm@{cap}"), ("large", f"ARl@{cap}")):
+        stats[key] = means.get(0, None, area, cap)
+    for thr, key in zip(params.iou_thresholds, params.threshold_keys):
+        stats[key] = means.get(1, thr, "all", cap)
+    return stats
+
+
+class _Means:
+    """Means of the defined (> -1) entries per (threshold, area, cap), from per-category sums.
+
+    The precision sums over the recall thresholds come from the accumulated tables without
+    building pycocotools' (T, R, K, A, M) array; they run in another order than pycocotools'
+    ``np.mean`` of the selection, so a key can differ from it in the last bits (below 1e-15
+    relative). Odd parameters (repeated area labels or caps) take ``_summarize``'s literal
+    path on the built arrays.
+    """
+
+    def __init__(self, curves, params: EvalParams):
+        self.params, self.curves = params, curves
+        self.per_category = curves.precision_sums()  # (T, A, M, K)
+        self.present = curves.present  # (K, A)
+        ap = self.per_category.sum(axis=3)  # (T, A, M); absent categories add 0
+        recall = curves.recall  # (T, K, A, M)
+        valid = recall > -1
+        ar, ar_count = np.where(valid, recall, 0.0).sum(axis=1), valid.sum(axis=1)  # (T, A, M)
+        self.sums = {1: (ap.tolist(), ap.sum(axis=0).tolist()), 0: (ar.tolist(), ar.sum(axis=0).tolist())}
+        self.counts = ar_count.tolist(), ar_count.sum(axis=0).tolist()
+        self.n_rec = len(recall_thresholds())
+        self.n_present = (self.present.sum(axis=0) * self.n_rec).tolist()  # [A] defined precision values
+        self.rows = {}
+        for i, t in enumerate(params.iou_thresholds.tolist()):
+            self.rows.setdefault(t, []).append(i)
+        self.areas = {label: [i for i, x in enumerate(params.area_labels) if x == label] for label in params.area_labels}
+        self.caps = {m: [i for i, x in enumerate(params.max_dets) if x == m] for m in params.max_dets}
+
+    def get(self, ap: int, thr, area: str, cap: int, categories=None) -> float:
+        aind, mind = self.areas.get(area, []), self.caps.get(cap, [])
+        if len(aind) != 1 or len(mind) != 1:
+            values = self.curves.precision() if ap else self.curves.recall
+            return _summarize(values, self.params, ap, thr, area, cap, categories)
+        a, m = aind[0], mind[0]
+        rows = None if thr is None else self.rows.get(float(thr), [])
+        n_rows = len(self.params.iou_thresholds) if rows is None else len(rows)
+        if ap and categories is not None:
+            chosen = self.present[:, a] & categories
+            picked = self.per_category[:, a, m] if rows is None else self.per_category[rows, a, m]
+            total, count = float(picked[:, chosen].sum()), n_rows * self.n_rec * int(chosen.sum())
+        else:
+            by_row, overall = self.sums[ap]
+            total = overall[a][m] if rows is None else sum(by_row[t][a][m] for t in rows)
+            if ap:
+                count = n_rows * self.n_present[a]
+            else:
+                count = self.counts[1][a][m] if rows is None else sum(self.counts[0][t][a][m] for t in rows)
+        return -1.0 if count == 0 else total / count
+
+
 def summary_lines(stats: dict, params: EvalParams) -> list[str]:
-    """pycocotools' printed lines for the 12 keys, then one line per extra threshold."""
+    """pycocotools' (or lvis') printed lines, then one line per extra threshold."""
+    if params.mode == "lvis":
+        return _lvis_lines(stats, params)
     lines = [_line(ap, thr, area, _cap(params, which), stats[key], params)
              for key, (ap, thr, area, which) in zip(STAT_KEYS, _LINES)]
+    top = params.max_dets[-1]
+    if 100 not in params.max_dets:
+        lines[0] = _line(1, None, "all", top, stats[headline_key(params)], params)
+        lines.append(f" (the first line is AP at maxDets={top}: pycocotools' summarize hard-codes maxDets=100 "
+                     f"there and prints -1; stats['AP'] keeps that -1, stats['{headline_key(params)}'] holds this value)")
     for thr, key in zip(params.iou_thresholds, params.threshold_keys):
         if key not in ("AP50", "AP75"):
             lines.append(_line(1, thr, "all", _cap(params, 2), stats[key], params))
     return lines
 
 
-def per_category_ap(precision: np.ndarray, params: EvalParams) -> np.ndarray:
-    """(K, 1 + T) AP per category: over all thresholds, then per threshold; NaN if undefined."""
-    area = params.area_labels.index("all") if "all" in params.area_labels else 0
-    block = precision[:, :, :, area, -1]  # (T, R, K)
-    valid = block > -1
+def per_category_ap(curves, params: EvalParams) -> np.ndarray:
+    """(K, 1 + T) AP per category (area "all", the largest cap): over all thresholds, then per
+    threshold; NaN where the category has no ground truth."""
+    sums = curves.precision_sums()[:, params.all_area, -1, :]  # (T, K)
+    present = curves.present[:, params.all_area]
+    n_rec = len(recall_thresholds())
     with np.errstate(invalid="ignore", divide="ignore"):
-        overall = np.where(valid, block, 0).sum(axis=(0, 1)) / valid.sum(axis=(0, 1))
-        each = np.where(valid, block, 0).sum(axis=1) / valid.sum(axis=1)
+        overall = np.where(present, sums.sum(axis=0) / (sums.shape[0] * n_rec), np.nan)
+        each = np.where(present[None, :], sums / n_rec, np.nan)
     return np.column_stack([overall, each.T])
 
 
@@ -63,11 +154,13 @@ def _cap(params: EvalParams, which) -> int:
     return params.max_dets[min(which, len(params.max_dets) - 1)]
 
 
-def _summarize(values, params: EvalParams, ap: int, thr, area: str, cap: int) -> float:
+def _summarize(values, params: EvalParams, ap: int, thr, area: str, cap: int, categories=None) -> float:
     aind = [i for i, label in enumerate(params.area_labels) if label == area]
     mind = [i for i, m in enumerate(params.max_dets) if m == cap]
     if thr is not None:
         values = values[np.where(thr == params.iou_thresholds)[0]]
+    if categories is not None:
+        values = values[:, :, np.asarray(categories, dtype=bool)] if ap else values[:, np.asarray(categories, dtype=bool)]
     if len(aind) == 1 and len(mind) == 1:
         values = values[..., aind[0], mind[0]]
     else:
@@ -76,9 +169,22 @@ def _summarize(values, params: EvalParams, ap: int, thr, area: str, cap: int) ->
     return -1.0 if len(defined) == 0 else float(np.mean(defined))
 
 
-def _line(ap, thr, area, cap, value, params: EvalParams) -> str:
+def _line(ap, thr, area, cap, value, params: EvalParams, categories: str = "") -> str:
     title = "Average Precision" if ap else "Average Recall"
     kind = "(AP)" if ap else "(AR)"
     thresholds = params.iou_thresholds
     iou = f"{thresholds[0]:0.2f}:{thresholds[-1]:0.2f}" if thr is None else f"{thr:0.2f}"
-    return f" {title:<18} {kind} @[ IoU={iou:<9} | area={area:>6s} | maxDets={cap:>3d} ] = {value:0.3f}"
+    return f" {title:<18} {kind} @[ IoU={iou:<9} | area={area:>6s} | maxDets={cap:>3d}{categories} ] = {value:0.3f}"
+
+
+def _lvis_lines(stats: dict, params: EvalParams) -> list[str]:
+    cap = params.max_dets[-1]
+    rows = [(1, thr, area, "all", key) for key, (thr, area) in zip(LVIS_AP_KEYS, _LVIS_AP)]
+    rows += [(1, None, "all", group, key) for key, group in FREQUENCY_KEYS.items()]
+    rows += [(0, None, area, "all", key) for area, key in (("all", f"AR@{cap}"), ("small", f"ARs@{cap}"),
+                                                             ("medium", f"ARm@{cap}"), ("large", f"ARl@{cap}"))]
+    lines = [_line(ap, thr, area, cap, stats[key], params, f" catIds={group:>3s}") for ap, thr, area, group, key in rows]
+    for thr, key in zip(params.iou_thresholds, params.threshold_keys):
+        if key not in ("AP50", "AP75"):
+            lines.append(_line(1, thr, "all", cap, stats[key], params, " catIds=all"))
+    return lines

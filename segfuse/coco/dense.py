@@ -12,15 +12,17 @@ from typing import Sequence
 
 import numpy as np
 
-from segfuse.coco import _counts, _runs
+from segfuse.coco import _counts, _progress, _runs
 from segfuse.coco._dataset import Catalog, Instances
 from segfuse.coco._params import make_params
+from segfuse.coco._pipeline import match_instances
 from segfuse.coco._ragged import offsets_from_lengths
-from segfuse.coco.evaluate import CocoEvaluation, evaluate_instances
+from segfuse.coco.evaluation import CocoEvaluation, finish
 
 
 def evaluate_masks(predictions: Sequence[dict], targets: Sequence[dict], iou_thresholds=None,
-                   max_dets=(1, 10, 100), area_ranges=None, progress=None) -> CocoEvaluation:
+                   max_dets=(1, 10, 100), area_ranges=None, *, iou_type: str = "segm", use_cats: bool = True,
+                   dilation_ratio: float = 0.02, progress=None) -> CocoEvaluation:
     """Mask AP of dense predictions against dense targets (``evaluate``'s numbers).
 
     Args:
@@ -28,7 +30,8 @@ def evaluate_masks(predictions: Sequence[dict], targets: Sequence[dict], iou_thr
             (numpy arrays or torch tensors).
         targets: per image {"masks": (G, H, W) bool, "labels": (G,) int, optional
             "iscrowd": (G,) bool}.
-        iou_thresholds, max_dets, area_ranges, progress: as in ``evaluate``.
+        iou_thresholds, max_dets, area_ranges, use_cats, dilation_ratio, progress: as in ``evaluate``.
+        iou_type: "segm" or "boundary".
 
     Example:
         >>> import numpy as np
@@ -37,7 +40,10 @@ def evaluate_masks(predictions: Sequence[dict], targets: Sequence[dict], iou_thr
         >>> round(r.stats["AP50"], 6)  # precision is tp / (tp + fp + eps), as pycocotools
         1.0
     """
-    params = make_params("segm", iou_thresholds, max_dets, area_ranges)
+    if iou_type not in ("segm", "boundary"):
+        raise ValueError(f"iou_type must be one of ('segm', 'boundary') for dense masks, got {iou_type!r}")
+    params = make_params(iou_type, iou_thresholds, max_dets, area_ranges, use_cats=use_cats,
+                         dilation_ratio=dilation_ratio)
     if len(predictions) != len(targets):
         raise ValueError(f"predictions and targets must have one entry per image, got {len(predictions)} and {len(targets)}")
     gts = [_image(t, i, "targets", ("masks", "labels")) for i, t in enumerate(targets)]
@@ -50,8 +56,11 @@ def evaluate_masks(predictions: Sequence[dict], targets: Sequence[dict], iou_thr
     catalog = Catalog(np.arange(len(gts)), sizes[:, 0], sizes[:, 1], labels, [str(c) for c in labels])
     gt, dt = _instances(gts, labels), _instances(dts, labels)
     gt.crowd = np.concatenate([g["iscrowd"] for g in gts] + [np.zeros(0, bool)])
+    gt.ignore = gt.crowd.copy()
     dt.scores = np.concatenate([d["scores"] for d in dts] + [np.zeros(0)])
-    return evaluate_instances(catalog, gt, dt, params, progress)
+    show = _progress.wanted(progress, len(gts))
+    matched = match_instances(catalog, gt, dt, params, show)
+    return finish(catalog, matched, params, (catalog.image_ids[dt.image], labels[dt.category], dt.scores))
 
 
 def _image(entry: dict, i: int, what: str, keys) -> dict:
@@ -85,8 +94,8 @@ def _instances(images: list, labels: np.ndarray) -> Instances:
     image = np.repeat(np.arange(len(images)), [len(x["masks"]) for x in images]).astype(np.int64)
     category = np.searchsorted(labels, np.concatenate([x["labels"] for x in images] + [np.zeros(0, np.int64)]))
     n = len(image)
-    return Instances(image, category, _runs.areas(masks).astype(np.float64), np.zeros(n, bool),
-                     np.arange(1, n + 1, dtype=np.int64), masks=masks)
+    return Instances(image, category, _runs.areas(masks).astype(np.float64), np.zeros(n, bool), np.zeros(n, bool),
+                     np.arange(1, n + 1, dtype=np.int64), np.arange(n, dtype=np.int64), masks=masks)
 
 
 def _numpy(value) -> np.ndarray:

@@ -8,7 +8,8 @@ from torch import nn
 
 
 class SegmentationLoss(nn.Module):
-    """A loss module; ``w * loss`` and ``loss_a + loss_b`` build a :class:`WeightedSum`."""
+    """A loss module; ``w * loss``, ``loss_a + loss_b`` and ``sum([loss_a, loss_b])`` build a
+    :class:`WeightedSum`."""
 
     def __mul__(self, weight):
         from segfuse.losses.compound import WeightedSum
@@ -25,3 +26,11 @@ class SegmentationLoss(nn.Module):
         if not isinstance(other, SegmentationLoss):
             return NotImplemented
         return WeightedSum.of(self) + WeightedSum.of(other)
+
+    def __radd__(self, other):
+        # sum([A, B]) starts from the integer 0
+        if isinstance(other, int) and not isinstance(other, bool) and other == 0:
+            from segfuse.losses.compound import WeightedSum
+
+            return WeightedSum.of(self)
+        return NotImplemented

@@ -1,8 +1,9 @@
 """Input preparation and class reduction shared by the losses.
 
-``prepare_inputs`` validates and normalises (input, target) for a mode; ``soft_statistics``
-turns them into :class:`~segfuse._stats.OverlapStatistics`; ``reduce_class_losses``
-applies include_background / skip_absent / class_weights and the reduction.
+``prepare_inputs`` validates and normalises (input, target) for a mode; ``terms_of`` asks
+the statistics core (:func:`segfuse._stats.loss_terms`) for what a loss needs;
+``reduce_class_losses`` applies include_background / skip_absent / class_weights and the
+reduction.
 """
 
 from __future__ import annotations
@@ -13,20 +14,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from segfuse import _stats, kernels
+from segfuse import _stats
 from segfuse._validate import (
     MODES,
     REDUCTIONS,
     check_binary_values,
+    check_bool,
     check_choice,
     check_class_vector,
     check_float_tensor,
+    check_in_unit_interval,
     check_label_tensor,
     check_labels_in_range,
     check_min_dims,
+    check_optional_positive,
     check_positive,
     check_tensor,
-    representable_ignore_index,
 )
 
 ResizeMode = Union[bool, str]
@@ -38,6 +41,12 @@ class PreparedInputs(NamedTuple):
     input: Tensor
     target: Tensor
     class_map: bool
+
+
+# skip_absent: False keeps absent classes; True / "zero" sets their loss to 0 and keeps them
+# in the mean (smp); "drop" leaves them out of the mean.
+SKIP_ABSENT = (False, True, "zero", "drop")
+POOLINGS = ("none", "class")
 
 
 def check_loss_arguments(
@@ -53,8 +62,42 @@ def check_loss_arguments(
     check_choice("reduction", reduction, REDUCTIONS)
     check_positive("smooth", smooth, allow_zero=True)
     check_class_vector("class_weights", class_weights)
+    if mode == "binary" and class_weights is not None and len(class_weights) != 1:
+        raise ValueError(f"binary mode has one class: class_weights must have 1 entry, got {len(class_weights)}")
     if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
         raise TypeError(f"ignore_index must be an int or None, got {type(ignore_index).__name__}")
+
+
+def check_overlap_arguments(
+    *,
+    smooth_nr=None,
+    smooth_dr=None,
+    skip_absent=False,
+    normalize_weights: bool = True,
+    pooling: str = "none",
+    soft_label: bool = False,
+    label_smoothing: float = 0.0,
+) -> None:
+    """Checks of the overlap-specific switches (Dice, F-beta, Tversky, Jaccard, compounds)."""
+    check_optional_positive("smooth_nr", smooth_nr)
+    check_optional_positive("smooth_dr", smooth_dr)
+    if not any(skip_absent is choice or (isinstance(skip_absent, str) and skip_absent == choice)
+               for choice in SKIP_ABSENT):
+        raise ValueError(f"skip_absent must be one of {SKIP_ABSENT}, got {skip_absent!r}")
+    check_bool("normalize_weights", normalize_weights)
+    check_choice("pooling", pooling, POOLINGS)
+    check_bool("soft_label", soft_label)
+    check_in_unit_interval("label_smoothing", label_smoothing)
+    if pooling == "class" and skip_absent is not False:
+        raise ValueError(f"skip_absent has no meaning with pooling='class' (the classes are pooled into one "
+                         f"score), got skip_absent={skip_absent!r}")
+
+
+def absent_mode(skip_absent) -> str:
+    """"keep", "zero" (smp) or "drop" for a ``skip_absent`` value."""
+    if skip_absent is False:
+        return "keep"
+    return "zero" if skip_absent is True else skip_absent
 
 
 def resize_to_target(input: Tensor, target_spatial: Sequence[int], resize_logits: ResizeMode) -> Tensor:
@@ -127,6 +170,8 @@ def _binary_layout(input: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
 def _prepare_multiclass(input, target, ignore_index, resize_logits, validate_args) -> PreparedInputs:
     check_min_dims("input", input, 2, "(N, C, *S)")
     num_classes = input.shape[1]
+    if is_singleton_class_map(input, target):
+        target = target.squeeze(1)  # (N, 1, *S) class map, as MONAI users pass it
     if target.dim() == input.dim() - 1:
         check_label_tensor("target", target)
         if target.shape[0] != input.shape[0]:
@@ -148,38 +193,18 @@ def _prepare_multiclass(input, target, ignore_index, resize_logits, validate_arg
                      f"{tuple(input.shape)}, got {tuple(target.shape)}")
 
 
-def binary_valid_mask(target: Tensor, ignore_index: Optional[int]) -> Optional[Tensor]:
-    """Elementwise mask of the non-ignored entries of a binary / multilabel target."""
-    ignore_index = representable_ignore_index(target, ignore_index)
-    return None if ignore_index is None else target != ignore_index
+def is_singleton_class_map(input: Tensor, target: Tensor) -> bool:
+    """A multiclass class map shaped (N, 1, *S) for input (N, C, *S), C > 1: integer labels."""
+    return (target.dim() == input.dim() and target.dim() >= 2 and target.shape[1] == 1 and input.shape[1] != 1
+            and target.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64))
 
 
-def soft_statistics(
-    prepared: PreparedInputs,
-    *,
-    mode: str,
-    ignore_index: Optional[int] = None,
-    per_image: bool = False,
-    squared: bool = False,
-    from_logits: bool = True,
-) -> _stats.OverlapStatistics:
-    """Soft tp / ps / gs for any mode and target form."""
-    input, target, class_map = prepared
-    if class_map:
-        terms = _stats.multiclass_terms(input, target, ignore_index=ignore_index, per_image=per_image,
-                                        squared=squared, from_logits=from_logits)
-        return terms.stats
-    acc = _stats.accumulation_dtype(input.dtype)
-    if mode == "multiclass":
-        x = input.to(acc)
-        probs = torch.softmax(x, dim=1) if from_logits else x
-        return _stats.dense_statistics(probs, target.to(acc), per_image=per_image, squared=squared)
-    if kernels.fused_binary_available(input, target, squared=squared, from_logits=from_logits):
-        return kernels.fused_binary_statistics(input, target, ignore_index=ignore_index, per_image=per_image)
-    probs = _stats.binary_probabilities(input, from_logits)
-    valid = binary_valid_mask(target, ignore_index)
-    target = target.to(acc) if valid is None else torch.where(valid, target.to(acc), 0)
-    return _stats.dense_statistics(probs, target, valid=valid, per_image=per_image, squared=squared)
+binary_valid_mask = _stats.binary_valid_mask
+
+
+def terms_of(prepared: PreparedInputs, *, mode: str, **request) -> _stats.LossTerms:
+    """What a loss asks of the statistics core for prepared inputs (see :func:`_stats.loss_terms`)."""
+    return _stats.loss_terms(prepared.input, prepared.target, mode=mode, class_map=prepared.class_map, **request)
 
 
 def class_weight_tensor(class_weights, like: Tensor) -> Optional[Tensor]:
@@ -193,16 +218,20 @@ def reduce_class_losses(
     gs: Tensor,
     *,
     include_background: bool = True,
-    skip_absent: bool = False,
+    skip_absent=False,
     class_weights=None,
+    normalize_weights: bool = True,
     reduction: str = "mean",
 ) -> Tensor:
     """Per-class losses (C,) or (N, C) -> the requested reduction.
 
-    Convention: "mean" is sum_c w_c m_c l_c / sum_c w_c m_c over the kept classes (and
-    images), where m drops classes with gs_c = 0 when ``skip_absent``; 0 when nothing is
-    kept. "sum" is the numerator. "none" returns the unweighted losses of the kept
-    classes (background dropped), absent ones included.
+    Convention: a class is absent where gs_c = 0. ``skip_absent`` True (or "zero") sets
+    the loss of absent classes to 0 and keeps them in the mean (smp); "drop" leaves them
+    out of the mean (m_c = 0). "mean" is sum_c w_c m_c l_c / sum_c w_c m_c over the kept
+    classes (and images), or / sum_c m_c with ``normalize_weights=False`` (MONAI's mean
+    of w_c l_c); 0 when nothing is kept. "sum" is the numerator. "none" returns the
+    unweighted losses of the kept classes (background dropped), absent ones included
+    (set to 0 under "zero").
     """
     num_classes = losses.shape[-1]
     weights = class_weight_tensor(class_weights, losses)
@@ -211,14 +240,16 @@ def reduce_class_losses(
     if not include_background:
         losses, gs = losses[..., 1:], gs[..., 1:]
         weights = None if weights is None else weights[1:]
+    mode = absent_mode(skip_absent)
+    if mode == "zero":
+        losses = torch.where(gs > 0, losses, 0.0)
     if reduction == "none":
         return losses
-    mask = torch.ones_like(losses) if weights is None else weights.expand_as(losses).clone()
-    if skip_absent:
-        mask = mask * (gs > 0).to(losses.dtype)
+    kept = torch.ones_like(losses) if mode != "drop" else (gs > 0).to(losses.dtype)
+    weighted = kept if weights is None else kept * weights
     if reduction == "sum":
-        return (losses * mask).sum()
-    return _stats.safe_divide((losses * mask).sum(), mask.sum())
+        return (losses * weighted).sum()
+    return _stats.safe_divide((losses * weighted).sum(), (weighted if normalize_weights else kept).sum())
 
 
 def finish(loss: Tensor, input: Tensor) -> Tensor:

@@ -4,28 +4,41 @@ from __future__ import annotations
 
 from typing import Iterable, Optional, Sequence
 
-import torch
 from torch import Tensor, nn
 
-from segfuse import _stats, kernels
+from segfuse import _stats
+from segfuse._validate import check_class_vector, check_in_unit_interval, check_optional_positive
 from segfuse.losses._base import SegmentationLoss
 from segfuse.losses._common import (
     check_loss_arguments,
+    check_overlap_arguments,
     class_weight_tensor,
     finish,
     prepare_inputs,
-    soft_statistics,
+    terms_of,
 )
-from segfuse.losses.cross_entropy import binary_cross_entropy_with_logits, cross_entropy
-from segfuse.losses.focal import _alpha_vector, check_focal_arguments, focal_loss
+from segfuse.losses.focal import alpha_vector, check_focal_arguments
 from segfuse.losses.overlap import overlap_loss_from_statistics
 
+# The Dice term's switches, shared by DiceCELoss and DiceFocalLoss (see overlap_loss).
+DICE_DEFAULTS = dict(smooth=1e-5, smooth_nr=None, smooth_dr=None, per_image=False, include_background=True,
+                     skip_absent=False, normalize_weights=True, pooling="none", log_loss=False, squared=False,
+                     soft_label=False)
 
-def _dice_of(stats, options: dict, mode: str) -> Tensor:
+
+def _check_dice_options(mode, class_weights, ignore_index, options) -> None:
+    check_loss_arguments(mode=mode, smooth=options["smooth"], class_weights=class_weights, ignore_index=ignore_index)
+    check_overlap_arguments(**{k: options[k] for k in ("smooth_nr", "smooth_dr", "skip_absent", "normalize_weights",
+                                                       "pooling", "soft_label")})
+
+
+def _dice_of(stats, options: dict, mode: str, class_weights) -> Tensor:
     return overlap_loss_from_statistics(
-        stats, tp_weight=2.0, fp_weight=1.0, fn_weight=1.0, smooth=options["smooth"], log_loss=options["log_loss"],
+        stats, tp_weight=2.0, fp_weight=1.0, fn_weight=1.0, smooth=options["smooth"], smooth_nr=options["smooth_nr"],
+        smooth_dr=options["smooth_dr"], log_loss=options["log_loss"],
         include_background=options["include_background"] or mode == "binary", skip_absent=options["skip_absent"],
-        class_weights=options["class_weights"], reduction="mean")
+        class_weights=class_weights, normalize_weights=options["normalize_weights"], pooling=options["pooling"],
+        reduction="mean")
 
 
 def dice_ce_loss(
@@ -36,51 +49,68 @@ def dice_ce_loss(
     *,
     mode: str = "multiclass",
     class_weights: Optional[Sequence[float]] = None,
+    pos_weight=None,
     ignore_index: Optional[int] = None,
-    smooth: float = 1e-5,
-    per_image: bool = False,
-    include_background: bool = True,
-    skip_absent: bool = False,
-    log_loss: bool = False,
-    squared: bool = False,
+    label_smoothing: float = 0.0,
+    dice_label_smoothing: Optional[float] = None,
     resize_logits=False,
     validate_args: bool = True,
+    smooth: float = 1e-5,
+    smooth_nr: Optional[float] = None,
+    smooth_dr: Optional[float] = None,
+    per_image: bool = False,
+    include_background: bool = True,
+    skip_absent=False,
+    normalize_weights: bool = True,
+    pooling: str = "none",
+    log_loss: bool = False,
+    squared: bool = False,
+    soft_label: bool = False,
 ) -> Tensor:
     """dice_weight * Dice + ce_weight * CE (BCE in binary / multilabel mode).
 
-    One softmax (one pass on CUDA) serves both terms; ``ignore_index`` and
-    ``class_weights`` go to both (CE's ``weight``, Dice's class-weighted mean). Terms
-    and Convention: :func:`segfuse.functional.dice_loss` and
-    :func:`segfuse.functional.cross_entropy`. Equals MONAI's DiceCELoss(softmax=True,
-    to_onehot_y=True, lambda_dice, lambda_ce) at the same smoothing and no weights.
+    One pass (one softmax; one kernel launch on CUDA) serves both terms: the statistics
+    core returns the overlap statistics and the CE sums together. ``ignore_index`` and
+    ``class_weights`` go to both terms (CE's ``weight``, Dice's class-weighted mean);
+    ``pos_weight`` (C,) weighs the positives of the BCE term. The Dice switches
+    (smooth, smooth_nr, smooth_dr, per_image, include_background, skip_absent,
+    normalize_weights, pooling, log_loss, squared, soft_label) are those of
+    :func:`segfuse.functional.dice_loss`.
+
+    Convention:
+        ``label_smoothing`` smooths the target of both terms: CE as in torch's
+        ``cross_entropy(label_smoothing=...)``, Dice as in :func:`dice_loss`;
+        ``dice_label_smoothing`` sets the Dice term's own (None: the same).
+        CE is torch's weighted mean over the valid pixels. Equals MONAI's
+        DiceCELoss(softmax=True, to_onehot_y=True, lambda_dice, lambda_ce) with
+        ``per_image=True`` at the same smoothing; MONAI's ``label_smoothing`` smooths the
+        CE term only (``dice_label_smoothing=0``) and its ``weight`` enters Dice as a mean
+        of w_c l_c (``normalize_weights=False``).
 
     Example:
         >>> logits = torch.randn(2, 4, 8, 8, 8, requires_grad=True)
         >>> dice_ce_loss(logits, torch.randint(0, 4, (2, 8, 8, 8)), ce_weight=0.5).backward()
     """
-    options = dict(smooth=smooth, log_loss=log_loss, include_background=include_background,
-                   skip_absent=skip_absent, class_weights=class_weights)
-    check_loss_arguments(mode=mode, smooth=smooth, class_weights=class_weights, ignore_index=ignore_index)
+    options = dict(smooth=smooth, smooth_nr=smooth_nr, smooth_dr=smooth_dr, per_image=per_image,
+                   include_background=include_background, skip_absent=skip_absent,
+                   normalize_weights=normalize_weights, pooling=pooling, log_loss=log_loss, squared=squared,
+                   soft_label=soft_label)
+    _check_dice_options(mode, class_weights, ignore_index, options)
+    check_in_unit_interval("label_smoothing", label_smoothing)
+    dice_smoothing = label_smoothing if dice_label_smoothing is None else dice_label_smoothing
+    check_in_unit_interval("dice_label_smoothing", dice_smoothing)
+    check_class_vector("pos_weight", pos_weight, values=validate_args)
     prepared = prepare_inputs(input, target, mode=mode, ignore_index=ignore_index, resize_logits=resize_logits,
                               validate_args=validate_args)
     x = prepared.input
-    if prepared.class_map:
-        weights = class_weight_tensor(class_weights, x.new_empty(0, dtype=torch.float32))
-        terms = _stats.multiclass_terms(x, prepared.target, ignore_index=ignore_index, per_image=per_image,
-                                        squared=squared, want_ce=True, ce_weight=weights)
-        ce = _stats.safe_divide(terms.ce_sum.sum(), terms.ce_weight.sum())
-        return finish(dice_weight * _dice_of(terms.stats, options, mode) + ce_weight * ce, input)
-    if mode != "multiclass" and kernels.fused_binary_available(x, prepared.target, squared=squared):
-        terms = kernels.fused_binary_terms(x, prepared.target, ignore_index=ignore_index, per_image=per_image,
-                                           want_bce=True)
-        bce = _stats.safe_divide(terms.bce_sum.sum(), terms.count.sum())
-        return finish(dice_weight * _dice_of(terms.stats, options, mode) + ce_weight * bce, input)
-    stats = soft_statistics(prepared, mode=mode, ignore_index=ignore_index, per_image=per_image, squared=squared)
-    if mode == "multiclass":
-        ce = cross_entropy(x, prepared.target, weight=class_weights, validate_args=False)
-    else:
-        ce = binary_cross_entropy_with_logits(x, prepared.target, ignore_index=ignore_index, validate_args=False)
-    return finish(dice_weight * _dice_of(stats, options, mode) + ce_weight * ce, input)
+    weights = class_weight_tensor(class_weights, x.new_empty(0, dtype=_stats.accumulation_dtype(x.dtype)))
+    positives = class_weight_tensor(pos_weight, x.new_empty(0, dtype=_stats.accumulation_dtype(x.dtype)))
+    terms = terms_of(prepared, mode=mode, ignore_index=ignore_index, per_image=options["per_image"],
+                     squared=options["squared"], soft_label=options["soft_label"], label_smoothing=dice_smoothing,
+                     want_ce=True, ce_weight=weights if mode == "multiclass" else None,
+                     ce_label_smoothing=label_smoothing, pos_weight=positives)
+    ce = _stats.safe_divide(terms.ce_sum.sum(), terms.ce_weight.sum())
+    return finish(dice_weight * _dice_of(terms.stats, options, mode, class_weights) + ce_weight * ce, input)
 
 
 def dice_focal_loss(
@@ -94,43 +124,52 @@ def dice_focal_loss(
     mode: str = "multiclass",
     class_weights: Optional[Sequence[float]] = None,
     ignore_index: Optional[int] = None,
-    smooth: float = 1e-5,
-    per_image: bool = False,
-    include_background: bool = True,
-    skip_absent: bool = False,
-    log_loss: bool = False,
-    squared: bool = False,
+    label_smoothing: float = 0.0,
     resize_logits=False,
     validate_args: bool = True,
+    smooth: float = 1e-5,
+    smooth_nr: Optional[float] = None,
+    smooth_dr: Optional[float] = None,
+    per_image: bool = False,
+    include_background: bool = True,
+    skip_absent=False,
+    normalize_weights: bool = True,
+    pooling: str = "none",
+    log_loss: bool = False,
+    squared: bool = False,
+    soft_label: bool = False,
 ) -> Tensor:
-    """dice_weight * Dice + focal_weight * focal, one softmax (or sigmoid) for both.
+    """dice_weight * Dice + focal_weight * focal, one softmax (or sigmoid) pass for both.
 
-    Focal arguments (gamma, alpha) and Convention: :func:`segfuse.functional.focal_loss`;
-    Dice arguments: :func:`segfuse.functional.dice_loss`.
+    Focal arguments (gamma, alpha) and Convention: :func:`segfuse.functional.focal_loss`
+    (one-hot / soft multiclass targets included); the Dice switches and
+    ``class_weights`` (the Dice term's): :func:`segfuse.functional.dice_loss`;
+    ``label_smoothing`` smooths the Dice term's target.
     """
-    options = dict(smooth=smooth, log_loss=log_loss, include_background=include_background,
-                   skip_absent=skip_absent, class_weights=class_weights)
-    check_loss_arguments(mode=mode, smooth=smooth, class_weights=class_weights, ignore_index=ignore_index)
+    options = dict(smooth=smooth, smooth_nr=smooth_nr, smooth_dr=smooth_dr, per_image=per_image,
+                   include_background=include_background, skip_absent=skip_absent,
+                   normalize_weights=normalize_weights, pooling=pooling, log_loss=log_loss, squared=squared,
+                   soft_label=soft_label)
+    _check_dice_options(mode, class_weights, ignore_index, options)
+    check_in_unit_interval("label_smoothing", label_smoothing)
     check_focal_arguments(mode, alpha, gamma)
     prepared = prepare_inputs(input, target, mode=mode, ignore_index=ignore_index, resize_logits=resize_logits,
                               validate_args=validate_args)
     x = prepared.input
-    if prepared.class_map:
-        alpha_vector = _alpha_vector(alpha, x.shape[1], x.new_empty(0, dtype=_stats.accumulation_dtype(x.dtype)))
-        terms = _stats.multiclass_terms(x, prepared.target, ignore_index=ignore_index, per_image=per_image,
-                                        squared=squared, focal_gamma=gamma, focal_alpha=alpha_vector)
-        focal = _stats.safe_divide(terms.focal_sum.sum(), terms.count.sum())
-        return finish(dice_weight * _dice_of(terms.stats, options, mode) + focal_weight * focal, input)
-    if mode == "multiclass":
-        raise ValueError(f"multiclass focal loss expects a class map target (N, *S), got {tuple(target.shape)}")
-    if kernels.fused_binary_available(x, prepared.target, squared=squared):
-        terms = kernels.fused_binary_terms(x, prepared.target, ignore_index=ignore_index, per_image=per_image,
-                                           focal_gamma=gamma, focal_alpha=alpha)
-        focal = _stats.safe_divide(terms.focal_sum.sum(), terms.count.sum())
-        return finish(dice_weight * _dice_of(terms.stats, options, mode) + focal_weight * focal, input)
-    stats = soft_statistics(prepared, mode=mode, ignore_index=ignore_index, per_image=per_image, squared=squared)
-    focal = focal_loss(x, prepared.target, mode, alpha, gamma, ignore_index=ignore_index, validate_args=False)
-    return finish(dice_weight * _dice_of(stats, options, mode) + focal_weight * focal, input)
+    alpha = alpha_vector(alpha, x.shape[1], x.new_empty(0, dtype=_stats.accumulation_dtype(x.dtype))) \
+        if mode == "multiclass" else alpha
+    terms = terms_of(prepared, mode=mode, ignore_index=ignore_index, per_image=options["per_image"],
+                     squared=options["squared"], soft_label=options["soft_label"], label_smoothing=label_smoothing,
+                     focal_gamma=gamma, focal_alpha=alpha)
+    focal = _stats.safe_divide(terms.focal_sum.sum(), terms.count.sum())
+    return finish(dice_weight * _dice_of(terms.stats, options, mode, class_weights) + focal_weight * focal, input)
+
+
+def _known(options: dict, where: str) -> dict:
+    unknown = sorted(set(options) - set(DICE_DEFAULTS))
+    if unknown:
+        raise TypeError(f"{where} got unexpected arguments {unknown}")
+    return options
 
 
 class DiceCELoss(SegmentationLoss):
@@ -138,8 +177,10 @@ class DiceCELoss(SegmentationLoss):
 
     def __init__(self, dice_weight: float = 1.0, ce_weight: float = 1.0, **kwargs):
         super().__init__()
-        check_loss_arguments(mode=kwargs.get("mode", "multiclass"), smooth=kwargs.get("smooth", 1e-5),
-                             class_weights=kwargs.get("class_weights"), ignore_index=kwargs.get("ignore_index"))
+        _check_compound_module(kwargs, "dice_ce_loss")
+        check_in_unit_interval("label_smoothing", kwargs.get("label_smoothing", 0.0))
+        check_optional_positive("dice_label_smoothing", kwargs.get("dice_label_smoothing"))
+        check_class_vector("pos_weight", kwargs.get("pos_weight"))
         self.dice_weight, self.ce_weight, self.options = dice_weight, ce_weight, kwargs
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
@@ -151,13 +192,29 @@ class DiceFocalLoss(SegmentationLoss):
 
     def __init__(self, dice_weight: float = 1.0, focal_weight: float = 1.0, **kwargs):
         super().__init__()
-        check_loss_arguments(mode=kwargs.get("mode", "multiclass"), smooth=kwargs.get("smooth", 1e-5),
-                             class_weights=kwargs.get("class_weights"), ignore_index=kwargs.get("ignore_index"))
+        _check_compound_module(kwargs, "dice_focal_loss")
+        check_in_unit_interval("label_smoothing", kwargs.get("label_smoothing", 0.0))
         check_focal_arguments(kwargs.get("mode", "multiclass"), kwargs.get("alpha"), kwargs.get("gamma", 2.0))
         self.dice_weight, self.focal_weight, self.options = dice_weight, focal_weight, kwargs
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return dice_focal_loss(input, target, self.dice_weight, self.focal_weight, **self.options)
+
+
+_COMPOUND_ARGUMENTS = {
+    "dice_ce_loss": ("mode", "class_weights", "pos_weight", "ignore_index", "label_smoothing", "dice_label_smoothing",
+                     "resize_logits", "validate_args"),
+    "dice_focal_loss": ("gamma", "alpha", "mode", "class_weights", "ignore_index", "label_smoothing",
+                        "resize_logits", "validate_args"),
+}
+
+
+def _check_compound_module(kwargs: dict, where: str) -> None:
+    """Argument checks run once, in the module's __init__."""
+    dice_options = {k: v for k, v in kwargs.items() if k not in _COMPOUND_ARGUMENTS[where]}
+    options = {**DICE_DEFAULTS, **_known(dice_options, where)}
+    _check_dice_options(kwargs.get("mode", "multiclass"), kwargs.get("class_weights"), kwargs.get("ignore_index"),
+                        options)
 
 
 class WeightedSum(SegmentationLoss):
@@ -194,6 +251,11 @@ class WeightedSum(SegmentationLoss):
         return WeightedSum([(weight * w, loss) for w, loss in zip(self.weights, self.losses)])
 
     __rmul__ = __mul__
+
+    def __radd__(self, other):
+        if isinstance(other, int) and not isinstance(other, bool) and other == 0:
+            return self
+        return NotImplemented
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         values = [loss(input, target) for loss in self.losses]

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from segfuse import _stats, kernels
+from segfuse import _stats
 from segfuse._validate import (
     REDUCTIONS,
     check_binary_values,
@@ -22,7 +22,7 @@ from segfuse._validate import (
     check_tensor,
 )
 from segfuse.losses._base import SegmentationLoss
-from segfuse.losses._common import binary_valid_mask, check_loss_arguments, finish, prepare_inputs
+from segfuse.losses._common import binary_valid_mask, check_loss_arguments, finish, prepare_inputs, terms_of
 
 
 def cross_entropy(
@@ -40,8 +40,8 @@ def cross_entropy(
 
     Args:
         input: logits (N, C, *S), any float dtype (half accumulates in fp32).
-        target: class map (N, *S) with labels in [0, C) (uint8 to int64), or class
-            probabilities (N, C, *S).
+        target: class map (N, *S) or (N, 1, *S) with labels in [0, C) (uint8 to int64),
+            or class probabilities (N, C, *S).
         weight: per-class weights (C,). ignore_index: label left out of the loss and of
             the mean's denominator. label_smoothing: in [0, 1].
         reduction: "mean" (weighted mean over valid pixels), "sum" or "none" ((N, *S),
@@ -50,8 +50,8 @@ def cross_entropy(
     Convention:
         Mean = sum_i w_{y_i} (-log p_{i y_i}) / sum_i w_{y_i} over valid pixels, torch's
         definition (label smoothing adds eps/C sum_c w_c (-log p_ic) to each pixel's
-        term with the same denominator). When every pixel is ignored the mean is 0 with
-        a zero gradient, where torch returns NaN.
+        term with the same denominator). When every pixel is ignored (or the batch is
+        empty) the mean is 0 with a zero gradient, where torch returns NaN.
 
     Example:
         >>> logits = torch.randn(2, 4, 8, 8, requires_grad=True)
@@ -61,35 +61,24 @@ def cross_entropy(
     check_loss_arguments(reduction=reduction, ignore_index=ignore_index)
     check_in_unit_interval("label_smoothing", label_smoothing)
     num_classes = input.shape[1] if input.dim() >= 2 else None
-    check_class_vector("weight", weight, num_classes)
+    check_class_vector("weight", weight, num_classes, values=validate_args)
     prepared = prepare_inputs(input, target, mode="multiclass", ignore_index=ignore_index,
                               resize_logits=resize_logits, validate_args=validate_args)
     x, target = prepared.input, prepared.target
-    weight = None if weight is None else torch.as_tensor(weight, device=x.device)
-    fused = kernels.fused_multiclass_available(x)
-    if prepared.class_map and label_smoothing == 0 and reduction != "none" and fused:
-        terms = _stats.multiclass_terms(x, target, ignore_index=ignore_index, want_stats=False, want_ce=True,
-                                        ce_weight=weight)
+    acc = _stats.accumulation_dtype(x.dtype)
+    weight = None if weight is None else torch.as_tensor(weight, device=x.device).to(acc)
+    if prepared.class_map and reduction != "none":
+        terms = terms_of(prepared, mode="multiclass", ignore_index=ignore_index, want_stats=False, want_ce=True,
+                         ce_weight=weight, ce_label_smoothing=label_smoothing)
         loss = terms.ce_sum if reduction == "sum" else _stats.safe_divide(terms.ce_sum, terms.ce_weight)
         return finish(loss, input)
-    acc = _stats.accumulation_dtype(x.dtype)
     x = x.to(acc)
-    weight = None if weight is None else weight.to(acc)
     if not prepared.class_map:
         return finish(F.cross_entropy(x, target.to(acc), weight=weight, label_smoothing=label_smoothing,
                                       reduction=reduction), input)
-    labels = target.long()
     torch_ignore = -100 if ignore_index is None else ignore_index
-    per_pixel = reduction == "none"
-    loss = F.cross_entropy(x, labels, weight=weight, ignore_index=torch_ignore, label_smoothing=label_smoothing,
-                           reduction="none" if per_pixel else "sum")
-    if reduction != "mean":
-        return finish(loss, input)
-    if weight is None and ignore_index is None:
-        return finish(loss / labels.numel(), input)
-    valid = labels != torch_ignore
-    pixel_weight = valid.to(acc) if weight is None else weight[labels.masked_fill(~valid, 0)] * valid
-    return finish(_stats.safe_divide(loss, pixel_weight.sum()), input)
+    return finish(F.cross_entropy(x, target.long(), weight=weight, ignore_index=torch_ignore,
+                                  label_smoothing=label_smoothing, reduction="none"), input)
 
 
 def binary_cross_entropy_with_logits(

@@ -10,7 +10,7 @@ from torch import Tensor
 from segfuse import _stats
 from segfuse._validate import check_class_vector, check_in_unit_interval, check_positive
 from segfuse.losses._base import SegmentationLoss
-from segfuse.losses._common import binary_valid_mask, check_loss_arguments, finish, prepare_inputs
+from segfuse.losses._common import binary_valid_mask, check_loss_arguments, finish, prepare_inputs, terms_of
 
 Alpha = Union[None, float, Sequence[float], Tensor]
 
@@ -43,13 +43,15 @@ def focal_loss(
     """Focal loss, finite in value and gradient for every gamma >= 0.
 
     multiclass: per pixel -alpha_y (1 - p_y)^gamma log p_y with p the softmax; alpha None
-    (1), a float (every class) or a per-class sequence (C,). binary / multilabel:
-    torchvision's ``sigmoid_focal_loss``: BCE(x, t) (1 - p_t)^gamma, times
+    (1), a float (every class) or a per-class sequence (C,). With a one-hot or soft target
+    g (N, C, *S) the pixel term is -sum_c alpha_c g_c (1 - p_c)^gamma log p_c. binary /
+    multilabel: torchvision's ``sigmoid_focal_loss``: BCE(x, t) (1 - p_t)^gamma, times
     alpha t + (1 - alpha)(1 - t) when alpha is a float (None disables it).
 
     Args:
         input: logits (N, C, *S) (binary: (N, 1, *S) or (N, *S)).
-        target: class map (N, *S) (multiclass) or {0, 1} / soft values of the input's shape.
+        target: class map (N, *S) or (N, 1, *S), or a one-hot / soft target (N, C, *S)
+            (multiclass); {0, 1} / soft values of the input's shape (binary / multilabel).
         reduction: "mean" over valid pixels (elements, for sigmoid), "sum", or "none"
             (per pixel (N, *S) multiclass / per element (N, C, *S) sigmoid, 0 where ignored).
 
@@ -58,7 +60,9 @@ def focal_loss(
         so gamma < 1 with saturated logits gives finite gradients. With gamma = 0 and
         alpha None the multiclass loss is exactly the (unweighted) cross-entropy. The
         alpha-weighted mean still divides by the number of valid pixels (not by the
-        summed alpha). All pixels ignored gives 0 with a zero gradient.
+        summed alpha). All pixels ignored (or an empty batch) gives 0 with a zero
+        gradient. MONAI's and kornia's softmax focal means divide by N * C * S (every
+        entry of the one-hot loss tensor), ours by N * S.
 
     Example:
         >>> logits = torch.randn(2, 4, 8, 8, requires_grad=True)
@@ -68,16 +72,26 @@ def focal_loss(
     check_focal_arguments(mode, alpha, gamma)
     prepared = prepare_inputs(input, target, mode=mode, ignore_index=ignore_index, resize_logits=resize_logits,
                               validate_args=validate_args)
+    x = prepared.input
+    acc = _stats.accumulation_dtype(x.dtype)
     if mode == "multiclass":
-        if not prepared.class_map:
-            raise ValueError(f"multiclass focal loss expects a class map target (N, *S), got {tuple(target.shape)}")
-        loss = _softmax_focal(prepared.input, prepared.target, alpha, gamma, ignore_index, reduction, from_logits)
-    else:
-        loss = _sigmoid_focal(prepared.input, prepared.target, alpha, gamma, ignore_index, reduction, from_logits)
+        alpha = alpha_vector(alpha, x.shape[1], x.new_empty(0, dtype=acc))
+        if prepared.class_map and gamma == 0 and alpha is None and from_logits:
+            # the focal loss with gamma 0 and no alpha is cross-entropy: share its path, bit for bit
+            from segfuse.losses.cross_entropy import cross_entropy
+
+            return cross_entropy(x, prepared.target, ignore_index=ignore_index, reduction=reduction,
+                                 validate_args=False)
+    if reduction == "none":
+        return finish(_focal_per_pixel(prepared, mode, alpha, gamma, ignore_index, from_logits), input)
+    terms = terms_of(prepared, mode=mode, ignore_index=ignore_index, from_logits=from_logits, want_stats=False,
+                     focal_gamma=gamma, focal_alpha=alpha)
+    loss = terms.focal_sum if reduction == "sum" else _stats.safe_divide(terms.focal_sum, terms.count)
     return finish(loss, input)
 
 
-def _alpha_vector(alpha: Alpha, num_classes: int, like: Tensor) -> Optional[Tensor]:
+def alpha_vector(alpha: Alpha, num_classes: int, like: Tensor) -> Optional[Tensor]:
+    """The multiclass alpha as a per-class tensor (C,) (None stays None)."""
     if alpha is None:
         return None
     values = torch.as_tensor(alpha, dtype=like.dtype, device=like.device)
@@ -88,48 +102,33 @@ def _alpha_vector(alpha: Alpha, num_classes: int, like: Tensor) -> Optional[Tens
     return values
 
 
-def _softmax_focal(x, labels, alpha, gamma, ignore_index, reduction, from_logits) -> Tensor:
+def _focal_per_pixel(prepared, mode, alpha, gamma, ignore_index, from_logits) -> Tensor:
+    """reduction="none": per pixel (N, *S) for softmax, per element (N, C, *S) for sigmoid."""
+    x, target = prepared.input, prepared.target
+    if mode != "multiclass":
+        return _sigmoid_focal(x, target, alpha, gamma, ignore_index, "none", from_logits)
     acc = _stats.accumulation_dtype(x.dtype)
-    alpha_vector = _alpha_vector(alpha, x.shape[1], x.new_empty(0, dtype=acc))
-    if gamma == 0 and alpha_vector is None and from_logits:
-        # the focal loss with gamma 0 and no alpha is cross-entropy: share its path, bit for bit
-        from segfuse.losses.cross_entropy import cross_entropy
-
-        return cross_entropy(x, labels, ignore_index=ignore_index, reduction=reduction, validate_args=False)
-    if reduction == "none":
-        return _softmax_focal_per_pixel(x.to(acc), labels, alpha_vector, gamma, ignore_index, from_logits)
-    terms = _stats.multiclass_terms(x, labels, ignore_index=ignore_index, want_stats=False, focal_gamma=gamma,
-                                    focal_alpha=alpha_vector, from_logits=from_logits)
-    return terms.focal_sum if reduction == "sum" else _stats.safe_divide(terms.focal_sum, terms.count)
-
-
-def _softmax_focal_per_pixel(x, labels, alpha_vector, gamma, ignore_index, from_logits) -> Tensor:
-    log_p = torch.log_softmax(x, 1) if from_logits else torch.log(x.clamp_min(torch.finfo(x.dtype).tiny))
-    valid = _stats.valid_label_mask(labels, ignore_index)
-    index = _stats.safe_labels(labels, valid)
+    x = x.to(acc)
+    log_p = torch.log_softmax(x, 1) if from_logits else torch.log(x.clamp_min(torch.finfo(acc).tiny))
+    if not prepared.class_map:
+        terms = _stats.focal_pixel_terms(log_p, gamma) * target.to(acc)
+        if alpha is not None:
+            terms = terms * alpha.view(1, -1, *([1] * (x.dim() - 2)))
+        return terms.sum(1)
+    valid = _stats.valid_label_mask(target, ignore_index)
+    index = _stats.safe_labels(target, valid)
     terms = _stats.focal_pixel_terms(log_p.gather(1, index.unsqueeze(1)).squeeze(1), gamma)
-    if alpha_vector is not None:
-        terms = terms * alpha_vector[index]
+    if alpha is not None:
+        terms = terms * alpha[index]
     return terms if valid is None else terms * valid
 
 
 def _sigmoid_focal(x, target, alpha, gamma, ignore_index, reduction, from_logits) -> Tensor:
+    """Sigmoid focal loss of x against a dense target of its shape (the torch reference)."""
     acc = _stats.accumulation_dtype(x.dtype)
     valid = binary_valid_mask(target, ignore_index)
     t = target.to(acc) if valid is None else torch.where(valid, target.to(acc), 0)
-    if from_logits:
-        log_p, log_not_p = _stats.log_sigmoid_pair(x)
-    else:
-        p = x.to(acc)
-        tiny = torch.finfo(acc).tiny
-        log_p, log_not_p = torch.log(p.clamp_min(tiny)), torch.log((1 - p).clamp_min(tiny))
-    bce = -(t * log_p + (1 - t) * log_not_p)
-    element = bce
-    if gamma != 0:
-        one_minus_p_t = (log_p.exp() * (1 - t) + log_not_p.exp() * t).clamp_min(torch.finfo(acc).tiny)
-        element = bce * one_minus_p_t**gamma
-    if alpha is not None:
-        element = element * (alpha * t + (1 - alpha) * (1 - t))
+    element = _stats.sigmoid_focal_terms(x.to(acc), t, alpha, gamma, from_logits)
     if valid is not None:
         element = element * valid
     if reduction == "none":

@@ -96,7 +96,8 @@ def lovasz_loss(
 
     Args:
         input: logits (N, C, *S) (binary: (N, 1, *S) or (N, *S)). The hinge needs logits.
-        target: class map (N, *S) (multiclass) or {0, 1} labels of the input's shape.
+        target: class map (N, *S) or (N, 1, *S) (multiclass) or {0, 1} labels of the
+            input's shape.
         per_image: the loss of each image, averaged over images (Berman's per_image).
         classes: "present" (classes in the valid target), "all", or a list of class ids.
 
@@ -105,7 +106,8 @@ def lovasz_loss(
         dotted with the Lovasz gradient of the Jaccard loss; the mean over the chosen
         classes (multiclass) or channels (multilabel). Ignored pixels are removed first;
         an image with no valid pixel contributes 0 to the per-image mean (as in Berman's
-        code). kornia's lovasz_softmax_loss is ``per_image=True, classes="all"``.
+        code); an empty batch gives 0 with a zero gradient. kornia's lovasz_softmax_loss is
+        ``per_image=True, classes="all"``.
 
     Example:
         >>> logits = torch.randn(2, 3, 8, 8, requires_grad=True)
@@ -135,7 +137,8 @@ def lovasz_loss(
         valid = binary_valid_mask(raw, ignore_index)
         clean = raw.to(x.dtype) if valid is None else torch.where(valid, raw.to(x.dtype), 0.0)
         losses = _hinge_rows(x, clean, valid)
-    return finish(losses.mean(), input)
+    # the mean over rows (images with per_image, else the one batch row); 0 for an empty batch
+    return finish(losses.sum() / max(losses.numel(), 1), input)
 
 
 class LovaszLoss(SegmentationLoss):

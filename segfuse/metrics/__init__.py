@@ -1,75 +1,44 @@
-"""Evaluation metrics: confusion-matrix scores, thresholded F-score, pixel PR curves and AP."""
+"""Evaluation metrics: confusion-matrix scores, thresholded F-score, pixel PR curves and AP,
+model comparison, boundary and surface distances.
 
-from segfuse.metrics.confusion import (
-    OverlapCounts,
-    confusion_matrix,
-    mask_overlap_counts,
-    per_image_confusion_matrix,
-)
-from segfuse.metrics.fscore import fscore
-from segfuse.metrics.pr_curve import BinaryPRCurve, PRCurve, average_precision, precision_recall_curve
-from segfuse.metrics.scores import (
-    CONVENTIONS,
-    DEFAULT_CONVENTION,
-    SemanticScores,
-    generalized_dice_score,
-    semantic_scores,
-)
-from segfuse.metrics.semantic import SemanticMetrics, semantic_metrics
+The names are resolved lazily (PEP 562), so that ``import segfuse.metrics.scores`` and
+``segfuse.metrics.cityscapes`` (numpy only) do not import torch; the first access to a
+name imports its module.
+"""
 
-__all__ = [
-    "BinaryPRCurve",
-    "CONVENTIONS",
-    "DEFAULT_CONVENTION",
-    "OverlapCounts",
-    "PRCurve",
-    "SemanticMetrics",
-    "SemanticScores",
-    "average_precision",
-    "confusion_matrix",
-    "fscore",
-    "generalized_dice_score",
-    "mask_overlap_counts",
-    "per_image_confusion_matrix",
-    "precision_recall_curve",
-    "semantic_metrics",
-    "semantic_scores",
-]
+from __future__ import annotations
 
-from segfuse.metrics.compare import ModelComparison, ScoreDelta, compare_counts, compare_models, image_counts  # noqa: E402
+import importlib
 
-__all__ += ["ModelComparison", "ScoreDelta", "compare_counts", "compare_models", "image_counts"]
-# Boundary and surface-distance metrics (issue 13).
-from segfuse.metrics.boundary import (  # noqa: E402
-    BoundaryIoU,
-    BoundaryIoUSummary,
-    BoundaryStatistics,
-    boundary_iou,
-    boundary_iou_scores,
-    boundary_iou_statistics,
-)
-from segfuse.metrics.surface import (  # noqa: E402
-    SurfaceMetrics,
-    SurfaceScores,
-    SurfaceStatistics,
-    SurfaceSummary,
-    surface_metrics,
-    surface_scores,
-    surface_statistics,
-)
+_MODULES = {
+    "confusion": ("OverlapCounts", "confusion_matrix", "mask_overlap_counts", "per_image_confusion_matrix"),
+    "fscore": ("fscore",),
+    "pr_curve": ("BinaryPRCurve", "PRCurve", "average_precision", "precision_recall_curve"),
+    "scores": ("CONVENTIONS", "DEFAULT_CONVENTION", "SemanticScores", "generalized_dice_score", "semantic_scores"),
+    "semantic": ("SemanticMetrics", "semantic_metrics"),
+    "compare": ("ModelComparison", "ScoreDelta", "compare_counts", "compare_models", "image_counts"),
+    "boundary": (
+        "BoundaryIoU", "BoundaryIoUSummary", "BoundaryStatistics", "boundary_iou", "boundary_iou_scores",
+        "boundary_iou_statistics",
+    ),
+    "surface": (
+        "SurfaceMetrics", "SurfaceScores", "SurfaceStatistics", "SurfaceSummary", "surface_metrics", "surface_scores",
+        "surface_statistics",
+    ),
+}
+_HOME = {name: module for module, names in _MODULES.items() for name in names}
 
-__all__ += [
-    "BoundaryIoU",
-    "BoundaryIoUSummary",
-    "BoundaryStatistics",
-    "SurfaceMetrics",
-    "SurfaceScores",
-    "SurfaceStatistics",
-    "SurfaceSummary",
-    "boundary_iou",
-    "boundary_iou_scores",
-    "boundary_iou_statistics",
-    "surface_metrics",
-    "surface_scores",
-    "surface_statistics",
-]
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str):
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'segfuse.metrics' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"segfuse.metrics.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -29,6 +29,11 @@ Convention:
     ``torch.Generator().manual_seed(seed)`` (whatever the device of the counts) and are
     the same for every score, so the verdicts are reproducible and consistent.
     Counts are summed in float64, exact while every sum stays below 2**53 pixels.
+
+    With ``per_image=True`` (or a convention that scores each image, ``"monai"``) the
+    statistic is the per-image averaged score instead (:func:`segfuse.metrics.scores.per_image_scores`,
+    ``per_image_average`` as there): a resample averages the per-image scores of the
+    images it holds, each as often as it was drawn.
 """
 
 from __future__ import annotations
@@ -41,7 +46,18 @@ import torch
 
 from segfuse._validate import check_in_unit_interval, check_tensor
 from segfuse.metrics.confusion import OverlapCounts, overlap_counts
-from segfuse.metrics.scores import CLASS_SCORES, DEFAULT_CONVENTION, MEAN_NAMES, check_score_args, semantic_scores
+from segfuse.metrics.scores import (
+    CLASS_SCORES,
+    DEFAULT_CONVENTION,
+    IMAGE_SCORES,
+    MEAN_NAMES,
+    check_score_args,
+    get_convention,
+    per_image_scores,
+    per_image_values,
+    resolve_per_image,
+    semantic_scores,
+)
 
 MEAN_SCORES = (*MEAN_NAMES.values(), "acc", "macc", "fwiou")
 VERDICTS = ("better", "worse", "within noise", "absent")
@@ -166,10 +182,16 @@ class ModelComparison:
     convention: str = DEFAULT_CONVENTION
     class_names: list[str] | None = None
     replicates: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    per_image: bool = False
+    per_image_average: str | None = None
 
     def names(self) -> list[str]:
         count = self.per_class["iou"].a.shape[-1]
         return list(self.class_names) if self.class_names else [str(c) for c in range(count)]
+
+    def statistic(self) -> str:
+        """What each score is: ``"dataset-level"`` or ``"per-image averaged (<average>)"``."""
+        return f"per-image averaged ({self.per_image_average})" if self.per_image else "dataset-level"
 
     def to_dict(self) -> dict:
         """Settings, means and per-class deltas as plain Python values."""
@@ -181,7 +203,9 @@ class ModelComparison:
             "beta": self.beta,
             "zero_division": self.zero_division,
             "convention": self.convention,
-            "interval": "paired percentile bootstrap over images of the dataset-level score difference (B - A)",
+            "per_image": self.per_image,
+            "per_image_average": self.per_image_average,
+            "interval": f"paired percentile bootstrap over images of the {self.statistic()} score difference (B - A)",
             "class_names": self.names(),
             "means": {name: delta.to_dict() for name, delta in self.means.items()},
             "per_class": {name: delta.to_dict() for name, delta in self.per_class.items()},
@@ -219,16 +243,48 @@ def _check_bootstrap_args(resamples, confidence, seed) -> None:
     check_in_unit_interval("confidence", confidence, closed=False)
 
 
-def _replicate_deltas(counts_a, counts_b, resamples, seed, beta, zero_division, convention) -> dict[str, torch.Tensor]:
+class _Statistic:
+    """The score statistic of one model: per-image rows ``(N, K)`` whose (weighted) sum over images scores it."""
+
+    def __init__(self, num_classes, beta, zero_division, convention, per_image, per_image_average) -> None:
+        self.num_classes, self.beta, self.zero_division, self.convention = num_classes, beta, zero_division, convention
+        self.per_image, self.per_image_average = per_image, per_image_average
+
+    def rows(self, counts: torch.Tensor) -> torch.Tensor:
+        """Float64 ``(N, K)``: the flattened counts, or the per-image score terms (per_image)."""
+        images = counts.shape[0]
+        if not self.per_image:
+            return counts.reshape(images, -1).to(torch.float64)
+        terms = per_image_values(tuple(counts.unbind(1)), self.beta, self.zero_division, self.convention)
+        parts = [terms[name].reshape(images, -1).astype("float64") for name in
+                 ("class_values", "class_counted", "image_values", "image_counted")]
+        return torch.cat([torch.from_numpy(part) for part in parts], dim=1).to(counts.device)
+
+    def scores(self, sums: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Scores ``(..., C)`` and means ``(...)`` of summed rows ``(..., K)``."""
+        size, lead = self.num_classes, sums.shape[:-1]
+        if not self.per_image:
+            return scores_from_counts(sums.reshape(*lead, 3, size), self.beta, self.zero_division, self.convention)
+        width, images = len(CLASS_SCORES) * size, len(IMAGE_SCORES)
+        parts = sums.split([width, width, images, images], dim=-1)
+        state = {
+            "class_sums": parts[0].reshape(*lead, len(CLASS_SCORES), size),
+            "class_counts": parts[1].reshape(*lead, len(CLASS_SCORES), size),
+            "image_sums": parts[2],
+            "image_counts": parts[3],
+        }
+        scores = per_image_scores(state, None, self.beta, self.zero_division, None, self.convention,
+                                  self.per_image_average)
+        return {name: getattr(scores, name) for name in (*CLASS_SCORES, *MEAN_SCORES)}
+
+
+def _replicate_deltas(rows_a, rows_b, statistic: _Statistic, resamples, seed) -> dict[str, torch.Tensor]:
     """Bootstrap deltas of every score, ``(resamples, ...)``, one matrix product per chunk."""
-    num_images, _, num_classes = counts_a.shape
-    flat_a = counts_a.reshape(num_images, -1).to(torch.float64)
-    flat_b = counts_b.reshape(num_images, -1).to(torch.float64)
+    num_images = rows_a.shape[0]
     parts: dict[str, list[torch.Tensor]] = {}
     for indices in _chunks(num_images, resamples, seed):
-        weights = _multiplicities(indices, num_images, flat_a.device)
-        scores_a = scores_from_counts((weights @ flat_a).view(-1, 3, num_classes), beta, zero_division, convention)
-        scores_b = scores_from_counts((weights @ flat_b).view(-1, 3, num_classes), beta, zero_division, convention)
+        weights = _multiplicities(indices, num_images, rows_a.device)
+        scores_a, scores_b = statistic.scores(weights @ rows_a), statistic.scores(weights @ rows_b)
         for name in scores_a:
             parts.setdefault(name, []).append(scores_b[name] - scores_a[name])
     return {name: torch.cat(chunks) for name, chunks in parts.items()}
@@ -245,14 +301,22 @@ def compare_counts(
     class_names: Sequence[str] | None = None,
     keep_replicates: bool = False,
     convention: str = DEFAULT_CONVENTION,
+    per_image: bool | None = None,
+    per_image_average: str | None = None,
 ) -> ModelComparison:
-    """:func:`compare_models` from per-image counts ``(N, 3, C)`` of :func:`image_counts`."""
+    """:func:`compare_models` from per-image counts ``(N, 3, C)`` of :func:`image_counts`.
+
+    Misses (pixels with no prediction, ``segfuse eval``) belong in FN.
+    """
     _check_counts(counts_a, counts_b)
     _check_bootstrap_args(resamples, confidence, seed)
     check_score_args(beta, zero_division, class_names, counts_a.shape[-1], convention)
-    observed_a = scores_from_counts(counts_a.sum(0), beta, zero_division, convention)
-    observed_b = scores_from_counts(counts_b.sum(0), beta, zero_division, convention)
-    replicates = _replicate_deltas(counts_a, counts_b, resamples, seed, beta, zero_division, convention)
+    per_image = resolve_per_image(convention, per_image, per_image_average)
+    average = (per_image_average or get_convention(convention).per_image_average) if per_image else None
+    statistic = _Statistic(counts_a.shape[-1], beta, zero_division, convention, per_image, average)
+    rows_a, rows_b = statistic.rows(counts_a), statistic.rows(counts_b)
+    observed_a, observed_b = statistic.scores(rows_a.sum(0)), statistic.scores(rows_b.sum(0))
+    replicates = _replicate_deltas(rows_a, rows_b, statistic, resamples, seed)
     deltas = {}
     for name in (*CLASS_SCORES, *MEAN_SCORES):
         delta = observed_b[name] - observed_a[name]
@@ -277,6 +341,8 @@ def compare_counts(
         convention=convention,
         class_names=list(class_names) if class_names is not None else None,
         replicates=replicates if keep_replicates else None,
+        per_image=per_image,
+        per_image_average=average,
     )
 
 
@@ -291,6 +357,8 @@ def compare_models(
     class_names: Sequence[str] | None = None,
     keep_replicates: bool = False,
     convention: str = DEFAULT_CONVENTION,
+    per_image: bool | None = None,
+    per_image_average: str | None = None,
 ) -> ModelComparison:
     """Is model B better than model A? Per-class and mean deltas with paired bootstrap intervals.
 
@@ -305,6 +373,8 @@ def compare_models(
         seed: seed of the resampling generator (default 0).
         beta, zero_division, class_names, convention: as in
             :func:`segfuse.metrics.semantic_scores` (default convention ``"segfuse"``).
+        per_image, per_image_average: compare per-image averaged scores (as
+            :class:`segfuse.metrics.SemanticMetrics`; None: the convention's choice).
         keep_replicates: keep every bootstrap delta in ``result.replicates``.
 
     Returns:
@@ -321,5 +391,5 @@ def compare_models(
     """
     return compare_counts(
         image_counts(confusion_a), image_counts(confusion_b), resamples, confidence, seed,
-        beta, zero_division, class_names, keep_replicates, convention,
+        beta, zero_division, class_names, keep_replicates, convention, per_image, per_image_average,
     )

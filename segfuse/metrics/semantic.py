@@ -26,7 +26,7 @@ from typing import Sequence
 
 import torch
 
-from segfuse._validate import check_choice, check_num_classes
+from segfuse._validate import check_num_classes
 from segfuse.metrics._distributed import sum_across_processes
 from segfuse.metrics.confusion import (
     OverlapCounts,
@@ -36,31 +36,28 @@ from segfuse.metrics.confusion import (
     overlap_counts,
 )
 from segfuse.metrics.scores import (
+    CLASS_SCORES,
     DEFAULT_CONVENTION,
-    PER_IMAGE_AVERAGES,
+    IMAGE_SCORES,
     SemanticScores,
     check_score_args,
-    empty_per_image_sums,
-    get_convention,
     per_image_scores,
     per_image_sums,
+    resolve_per_image,
     semantic_scores,
 )
 
 
-def _resolve_per_image(convention: str, per_image: bool | None, per_image_average: str | None) -> bool:
-    """Check the per-image arguments against the convention; the per_image to use."""
-    rule = get_convention(convention)
-    if per_image is not None and not isinstance(per_image, bool):
-        raise TypeError(f"per_image must be a bool or None, got {type(per_image).__name__}")
-    if rule.per_image and per_image is False:
-        raise ValueError(f"convention={convention!r} scores each image (per_image=True), got per_image=False")
-    resolved = rule.per_image or bool(per_image)
-    if per_image_average is not None:
-        check_choice("per_image_average", per_image_average, PER_IMAGE_AVERAGES)
-        if not resolved:
-            raise ValueError(f"per_image_average={per_image_average!r} needs per_image=True, got per_image={per_image}")
-    return resolved
+def empty_per_image_sums(num_classes: int, device=None) -> dict[str, torch.Tensor]:
+    """The zero state of :func:`~segfuse.metrics.scores.per_image_sums`."""
+    scores, images = len(CLASS_SCORES), len(IMAGE_SCORES)
+    return {
+        "class_sums": torch.zeros(scores, num_classes, dtype=torch.float64, device=device),
+        "class_counts": torch.zeros(scores, num_classes, dtype=torch.int64, device=device),
+        "image_sums": torch.zeros(images, dtype=torch.float64, device=device),
+        "image_counts": torch.zeros(images, dtype=torch.int64, device=device),
+        "num_images": torch.zeros((), dtype=torch.int64, device=device),
+    }
 
 
 def _check_metric_args(num_classes, ignore_index, beta, zero_division, class_names, convention, per_image, average):
@@ -68,7 +65,7 @@ def _check_metric_args(num_classes, ignore_index, beta, zero_division, class_nam
     if ignore_index is not None and (isinstance(ignore_index, bool) or not isinstance(ignore_index, int)):
         raise TypeError(f"ignore_index must be an int or None, got {type(ignore_index).__name__}")
     check_score_args(beta, zero_division, class_names, num_classes, convention)
-    return _resolve_per_image(convention, per_image, average)
+    return resolve_per_image(convention, per_image, average)
 
 
 def _count(pred, target, num_classes, ignore_index, per_image, validate_args):

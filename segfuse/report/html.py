@@ -6,9 +6,9 @@ Convention:
     file opens from disk (``file://``), from an e-mail or a CI artifact. Masks are drawn
     with a palette (:mod:`segfuse.report.palette`; default :func:`default_palette`),
     ignored pixels black; each prediction is shown beside its error overlay. Masks larger
-    than ``max_side`` are subsampled by an integer stride (nearest neighbour, so thin
-    structures can thin out) and small ones are enlarged by an integer factor with
-    pixelated rendering. A mask with more than two dims shows its middle slice along each
+    than ``max_side`` are subsampled by an integer stride before colouring (nearest
+    neighbour, so thin structures can thin out; the legend lists the classes drawn) and
+    small ones are enlarged by an integer factor with pixelated rendering. A mask with more than two dims shows its middle slice along each
     leading dim. All text is HTML-escaped.
 """
 
@@ -127,7 +127,7 @@ def _encode_rgb(image: np.ndarray) -> bytes:
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image), mode="RGB").save(buffer, format="PNG", compress_level=6)
+    Image.fromarray(np.ascontiguousarray(image), mode="RGB").save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 
@@ -137,6 +137,21 @@ def _plane(labels: np.ndarray) -> np.ndarray:
     while array.ndim > 2:
         array = array[array.shape[0] // 2]
     return array.reshape(1, -1) if array.ndim == 1 else array
+
+
+def displayed(labels: np.ndarray, max_side: int = PANEL_PIXELS) -> np.ndarray:
+    """The part of a mask a page draws: its 2-D plane, every step-th pixel so the longest side is <= ``max_side``.
+
+    Drawing ``displayed(mask)`` gives the same panel as drawing ``mask`` (callers that map
+    labels pixel by pixel can map only these).
+    """
+    return _strided(_plane(labels), max_side)
+
+
+def _strided(image: np.ndarray, max_side: int) -> np.ndarray:
+    """Every step-th row and column of an (H, W) or (H, W, 3) image, the longest side <= ``max_side``."""
+    step = max(1, math.ceil(max(image.shape[:2]) / max_side))
+    return image[::step, ::step]
 
 
 def _check_example(example: MaskExample) -> None:
@@ -252,9 +267,7 @@ class HtmlReport:
         return as_palette(self.palette, largest + 1)
 
     def _panel(self, caption: str, image: np.ndarray) -> str:
-        height, width = image.shape[:2]
-        step = max(1, math.ceil(max(height, width) / self.max_side))
-        image = image[::step, ::step]
+        image = _strided(image, self.max_side)
         zoom = max(1, self.max_side // max(image.shape[:2]))
         alt = html.escape(caption, quote=True)
         return (
@@ -265,12 +278,12 @@ class HtmlReport:
     def _examples(self, section: ExampleSection, palette: np.ndarray, shown: set[int]) -> str:
         blocks = []
         for example in section.examples:
-            gt = _plane(example.gt)
+            gt = displayed(example.gt, self.max_side)
             ignored = ignored_pixels(gt, self.ignore_index)
             shown.update(np.unique(gt[~ignored]).tolist())
             panels = [self._panel("ground truth", colorize(gt, palette, ignored))]
             for label, pred in example.predictions.items():
-                pred = _plane(pred)
+                pred = displayed(pred, self.max_side)
                 shown.update(np.unique(pred[~ignored]).tolist())
                 panels.append(self._panel(str(label), colorize(pred, palette, ignored)))
                 panels.append(self._panel(f"{label}: errors", error_overlay(gt, pred, palette, self.ignore_index)))

@@ -51,9 +51,15 @@ def interval_text(low: float, high: float) -> str:
 
 
 def scores_table(scores: "SemanticScores", title: str = "Per-class scores (%)") -> Table:
-    """One model's per-class IoU, Dice, F-beta, precision, recall and pixels, then the means."""
+    """One model's per-class IoU, Dice, F-beta, precision, recall and pixels, then the means.
+
+    Pixels are each class's ground-truth pixels (misses included when the scores carry them).
+    """
     columns = ["Class", *(score_label(name, scores.beta) for name in CLASS_SCORES), "Pixels"]
-    support = scores.confusion_matrix.sum(-1).tolist()
+    support = scores.confusion_matrix.sum(-1)
+    if getattr(scores, "misses", None) is not None:
+        support = support + scores.misses
+    support = support.tolist()
     values = {name: getattr(scores, name).tolist() for name in CLASS_SCORES}
     rows = [[name, *(percent(values[s][c]) for s in CLASS_SCORES), str(support[c])] for c, name in enumerate(scores.names())]
     rows.append(["mean", *(percent(float(getattr(scores, "m" + s))) for s in CLASS_SCORES), str(sum(support))])

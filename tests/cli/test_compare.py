@@ -220,3 +220,110 @@ def test_a_folder_against_itself_is_within_noise(folders, capsys):
     for score in document["per_class"].values():
         assert score["verdict"] == ["within noise"] * NUM_CLASSES and score["low"] == score["high"] == [0.0] * NUM_CLASSES
     assert {mean["verdict"] for mean in document["means"].values()} == {"within noise"}
+
+
+# ---- on eval's counting path: presets, misses, conventions; eval --pred A --pred B ------------------
+
+
+def cityscapes_models(root: Path):
+    """A Cityscapes tree (label ids) and two train-id prediction folders; B fixes some of A's errors and
+    leaves some pixels unpredicted (255: misses). Returns the folders and the per-image (gt, A, B) train ids."""
+    from segfuse.metrics import cityscapes as cs
+    from tests.metrics.test_cityscapes import write_cityscapes
+
+    rng = np.random.default_rng(5)
+    gt_files, pred_files, images = write_cityscapes(root, count=5, seed=4, pred_ids="train")
+    (root / "b").mkdir()
+    arrays = []
+    for pred_file, (label_ids, _, pred) in zip(pred_files, images):
+        truth = cs.LABEL_ID_TO_TRAIN_ID[label_ids].astype(np.uint8)
+        a = cs.LABEL_ID_TO_TRAIN_ID[pred].astype(np.uint8)
+        b = np.where(rng.random(a.shape) < 0.5, truth, a).astype(np.uint8)
+        b[:3] = 255  # a band with no prediction
+        Image.fromarray(b, mode="L").save(root / "b" / pred_file.name)
+        arrays.append((pred_file.name, (truth, a, b)))
+    arrays = [images for _, images in sorted(arrays)]  # images in stem order, as paired
+    return {"gt": root / "gtFine", "a": root / "results", "b": root / "b"}, arrays
+
+
+def eval_counts(arrays, side: int, num_classes=19):
+    """Per-image TP, FP, FN (N, 3, C) as eval counts them: ignored truth skipped, a prediction of 255 is FN only."""
+    counts = []
+    for images in arrays:
+        truth, pred = images[0].astype(np.int64), images[side].astype(np.int64)
+        valid = truth != 255
+        matrix = np.zeros((num_classes, num_classes + 1), np.int64)
+        np.add.at(matrix, (truth[valid], np.where(pred[valid] == 255, num_classes, pred[valid])), 1)
+        tp = np.diagonal(matrix[:, :num_classes])
+        counts.append(np.stack([tp, matrix[:, :num_classes].sum(0) - tp, matrix.sum(1) - tp]))
+    return torch.from_numpy(np.stack(counts))
+
+
+@pytest.mark.parametrize("convention", ["segfuse", "mmseg", "monai"])
+def test_cityscapes_preset_misses_and_convention_equal_the_library(tmp_path, capsys, convention):
+    from segfuse.metrics import compare_counts
+
+    paths, arrays = cityscapes_models(tmp_path)
+    args = ["compare", "--dataset", "cityscapes", "--gt", paths["gt"], "--pred", paths["a"], "--pred", paths["b"],
+            "--json", "--resamples", 200, "--seed", 3, "--convention", convention, "--workers", 0]
+    assert main([str(arg) for arg in args]) == 0
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)
+    assert "counted as misses of their true class" in captured.err
+    expected = compare_counts(eval_counts(arrays, 1), eval_counts(arrays, 2), resamples=200, seed=3, convention=convention)
+    assert document["convention"] == convention and document["per_image"] == (convention == "monai")
+    assert document["dataset"] == "cityscapes" and document["class_names"][0] == "road"
+    for name in ("iou", "recall", "fscore"):
+        for key in ("a", "b", "delta", "low", "high"):
+            ours = [math.nan if v is None else v for v in document["per_class"][name][key]]
+            np.testing.assert_allclose(ours, getattr(expected.per_class[name], key).numpy(), rtol=0, atol=1e-12)
+        assert document["per_class"][name]["verdict"] == expected.per_class[name].verdict
+    assert document["means"]["miou"]["delta"] == pytest.approx(float(expected.means["miou"].delta), abs=1e-12)
+    assert document["means"]["miou"]["verdict"] == "better"
+
+
+def test_eval_with_two_predictions_is_compare(tmp_path, capsys):
+    paths, _ = cityscapes_models(tmp_path)
+    common = ["--dataset", "cityscapes", "--gt", paths["gt"], "--pred", paths["a"], "--pred", paths["b"],
+              "--resamples", 100, "--confidence", 0.9, "--seed", 1, "--workers", 0]
+    outputs = {}
+    for command in ("compare", "eval"):
+        out = tmp_path / f"out-{command}"
+        assert main([str(arg) for arg in [command, *common, "--out", out, "--worst", 2]]) == 0
+        outputs[command] = out
+    capsys.readouterr()
+    names = sorted(p.name for p in outputs["eval"].iterdir())
+    assert names == sorted(p.name for p in outputs["compare"].iterdir())
+    assert "comparison.json" in names and "report.html" in names
+    documents = [json.loads((outputs[c] / "comparison.json").read_text()) for c in ("compare", "eval")]
+    for document in documents:
+        document.pop("arguments")
+    assert documents[0] == documents[1]
+    for name in ("per_class.csv", "means.csv", "per_image.csv"):
+        assert (outputs["eval"] / name).read_bytes() == (outputs["compare"] / name).read_bytes()
+
+
+def test_comparison_report_draws_masks_in_the_preset_palette(tmp_path, capsys):
+    import base64
+    import io
+    import re
+
+    from segfuse.datasets import load_preset
+
+    paths, _ = cityscapes_models(tmp_path)
+    args = ["compare", "--dataset", "cityscapes", "--gt", paths["gt"], "--pred", paths["a"], "--pred", paths["b"],
+            "--resamples", 20, "--out", tmp_path / "r", "--worst", 1, "--workers", 0]
+    assert main([str(arg) for arg in args]) == 0
+    page = (tmp_path / "r" / "report.html").read_text()
+    panels = re.findall(r'<img alt="([^"]*)"[^>]*src="data:image/png;base64,([^"]+)"', page)
+    truth = next(data for alt, data in panels if alt == "ground truth")
+    with Image.open(io.BytesIO(base64.b64decode(truth))) as image:
+        colours = {tuple(c) for c in np.asarray(image.convert("RGB")).reshape(-1, 3).tolist()}
+    palette = {tuple(c) for c in load_preset("cityscapes").palette.tolist()}
+    assert colours <= palette | {(0, 0, 0)} and len(colours & palette) >= 5
+    predicted = next(data for alt, data in panels if alt == "b")
+    with Image.open(io.BytesIO(base64.b64decode(predicted))) as image:
+        colours = {tuple(c) for c in np.asarray(image.convert("RGB")).reshape(-1, 3).tolist()}
+    assert (150, 150, 150) in colours  # B's unpredicted band: the "(no prediction)" grey
+    assert "(no prediction)" in page
+    capsys.readouterr()

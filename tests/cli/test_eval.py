@@ -49,7 +49,7 @@ def library_scores(gts, preds, **kwargs):
 def test_report_files_table_and_plots_agree_with_the_library(tmp_path, capsys):
     gt_dir, pred_dir, gts, preds = make_folders(tmp_path)
     out = tmp_path / "report"
-    code = run_eval("--gt", gt_dir, "--pred", pred_dir, "--num-classes", NUM_CLASSES, "--out", out, "--workers", 2)
+    code = run_eval("--gt", gt_dir, "--pred", pred_dir, "--num-classes", NUM_CLASSES, "--out", out, "--workers", 2, "--plots")
     assert code == 0
     expected = library_scores(gts, preds)
     assert sorted(p.name for p in out.iterdir()) == sorted(REPORT_FILES)
@@ -82,12 +82,17 @@ def test_report_files_table_and_plots_agree_with_the_library(tmp_path, capsys):
     assert f"{100 * float(expected.miou):.2f}" in mean_row
     class_row = next(line for line in table.splitlines() if line.strip("│┃ ").startswith("2 "))
     assert f"{100 * float(expected.recall[2]):.2f}" in class_row
+    header = next(line for line in table.splitlines() if line.startswith("Class"))
+    assert "Dice" in header and "F1" not in header  # F-beta equals Dice at beta = 1
+    assert mean_row.split()[-1] == f"{100 * float(expected.mrecall):.2f}"  # no pixel total in the mean row
 
 
-def test_json_per_image_class_names_and_inferred_num_classes(tmp_path, capsys):
+def test_json_per_image_class_names_and_inferred_num_classes(tmp_path, capsys, monkeypatch):
     gt_dir, pred_dir, gts, preds = make_folders(tmp_path, seed=1)
-    code = run_eval("--gt", gt_dir, "--pred", pred_dir, "--per-image", "--beta", 2, "--json", "--out", tmp_path / "r")
+    monkeypatch.chdir(tmp_path)
+    code = run_eval("--gt", gt_dir, "--pred", pred_dir, "--per-image", "--beta", 2, "--json")
     assert code == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gt", "pred"]  # --json writes no report without --out
     captured = capsys.readouterr()
     assert "inferred 4 from the data" in captured.err
     document = json.loads(captured.out)
@@ -121,7 +126,7 @@ def test_convention_reduce_zero_label_npy_and_16_bit_png(tmp_path, capsys):
 
 def test_bundled_sample_runs_without_folders(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    assert run_eval("--workers", 1) == 0
+    assert run_eval("--workers", 0) == 0
     report = tmp_path / "segfuse-report"
     document = json.loads((report / "metrics.json").read_text())
     assert document["num_images"] == len(list((sample_folder() / "gt").glob("*.png"))) >= 15
@@ -145,8 +150,10 @@ def test_skip_missing_counts_the_unpaired(tmp_path, capsys):
     gt_dir, pred_dir, _, _ = make_folders(tmp_path)
     (pred_dir / "img0.png").unlink()
     assert run_eval("--gt", gt_dir, "--pred", pred_dir, "--skip-missing", "--json", "--out", tmp_path / "r") == 0
-    document = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    document = json.loads(captured.out)
     assert document["num_images"] == 4 and document["skipped"]["missing_prediction"] == 1
+    assert "skipped 1 ground-truth files without a prediction" in captured.err
 
 
 def break_missing_pair(gt_dir, pred_dir):
@@ -168,25 +175,25 @@ def break_label_range(gt_dir, pred_dir):
     labels = np.zeros((24, 32), np.uint8)
     labels[3, 4] = 9
     Image.fromarray(labels, mode="L").save(gt_dir / "img4.png")
-    return gt_dir / "img4.png", r"labels in [0, 4)"
+    return gt_dir / "img4.png", "holds labels [9]; expected labels in [0, 4) or the ignore index 255 (C = 4 from --num-classes 4"
 
 
 def break_pred_label_range(gt_dir, pred_dir):
     labels = np.zeros((24, 32), np.uint8)
     labels[0, :] = 7  # some of these pixels are not ignored in the truth
     Image.fromarray(labels, mode="L").save(pred_dir / "img0.png")
-    return pred_dir / "img0.png", "[7]"
+    return pred_dir / "img0.png", "predicts labels [7] at non-ignored pixels"
 
 
 def break_empty_folder(gt_dir, pred_dir):
     for path in pred_dir.iterdir():
         path.unlink()
-    return pred_dir, "no pred masks"
+    return pred_dir, "no pred masks (.png or .npy) in the folder"
 
 
 def break_rgb(gt_dir, pred_dir):
     Image.new("RGB", (32, 24)).save(pred_dir / "img0.png")
-    return pred_dir / "img0.png", "single-channel"
+    return pred_dir / "img0.png", "an RGB colour mask; give --palette"
 
 
 @pytest.mark.parametrize(
@@ -211,9 +218,12 @@ def test_bad_input_exits_2_naming_the_file_and_leaves_no_report(tmp_path, capsys
     "args, problem",
     [
         (["--gt", "x"], "--gt and --pred go together"),
-        (["--num-classes", 3, "--class-names", "a,b"], "--class-names has 2 names but --num-classes is 3"),
+        (["--num-classes", 3, "--class-names", "a,b"], "--class-names a,b has 2 names but --num-classes is 3"),
         (["--beta", 0], "--beta must be > 0"),
-        (["--workers", 0], "--workers must be >= 1"),
+        (["--workers", -1], "--workers must be >= 0"),
+        (["--class-names", "classes.txt"], "classes.txt: --class-names file not found"),
+        (["--dataset", "citiscapes"], "citiscapes: no such preset file (built-in presets: ade20k, cityscapes"),
+        (["--map-pred"], "--map-pred needs a label mapping"),
         (["--reduce-zero-label", "--ignore-index", "none"], "--reduce-zero-label needs"),
     ],
 )
@@ -223,9 +233,15 @@ def test_bad_arguments_exit_2(tmp_path, capsys, args, problem):
     assert not (tmp_path / "r").exists()
 
 
-def test_nan_scores_are_null_in_json(tmp_path, capsys):
+def test_nan_scores_are_undefined_in_json_csv_and_table(tmp_path, capsys):
     gt_dir, pred_dir, _, _ = make_folders(tmp_path)
     assert run_eval("--gt", gt_dir, "--pred", pred_dir, "--num-classes", 6, "--json", "--out", tmp_path / "r") == 0
     document = json.loads(capsys.readouterr().out)
     assert document["per_class"]["5"]["iou"] is None
     assert not math.isnan(document["metrics"]["miou"])
+    with (tmp_path / "r" / "per_class.csv").open() as handle:
+        row = list(csv.DictReader(handle))[5]
+    assert row["iou"] == row["recall"] == "n/a" and row["support"] == "0"
+    assert run_eval("--gt", gt_dir, "--pred", pred_dir, "--num-classes", 6, "--out", tmp_path / "t") == 0
+    class_row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("5 "))
+    assert class_row.split() == ["5", "n/a", "n/a", "n/a", "n/a", "0"]

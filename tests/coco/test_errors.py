@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from segfuse.coco import evaluate, evaluate_masks
+from segfuse.coco import _pipeline, evaluate, evaluate_masks
 from tests.coco.helpers import make_dataset
 
 
@@ -58,7 +58,9 @@ def test_malformed_segmentation(dataset, segmentation, message):
         evaluate(gt, dt)
 
 
-def test_malformed_rle_counts_name_the_result(dataset):
+def test_malformed_rle_counts_name_the_result(dataset, monkeypatch):
+    """The numpy path checks run totals; the pycocotools path trusts them, as pycocotools does."""
+    monkeypatch.setattr(_pipeline, "backend_for", lambda iou_type: "numpy")
     gt, dt = results_with(dataset, lambda dt: [d.pop("bbox") for d in dt])
     dt[3]["segmentation"] = dict(dt[3]["segmentation"], counts="0")
     with pytest.raises(ValueError, match=r"result #3 .*malformed RLE"):
@@ -112,3 +114,20 @@ def test_results_entries_must_be_dicts():
     gt, dt = make_dataset(0)
     with pytest.raises(ValueError, match=r"result #1 must be a dict, got int"):
         evaluate(gt, [dt[0], 7] + dt[1:], "segm")
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(use_cats=1), TypeError, "use_cats must be a bool"),
+        (dict(min_score="0.5"), TypeError, "min_score must be a number or None"),
+        (dict(dilation_ratio=2.0), ValueError, r"dilation_ratio must be a number in \[0, 1\]"),
+        (dict(workers=-1), ValueError, "workers must be an int >= 0 or None"),
+        (dict(iou_thresholds=["a"]), TypeError, "iou_thresholds must be numbers"),
+        (dict(mode="lvis", use_cats=False), ValueError, "use_cats=False is not defined"),
+    ],
+)
+def test_bad_new_parameters(dataset, kwargs, error, message):
+    gt, dt = dataset
+    with pytest.raises(error, match=message):
+        evaluate(gt, dt, **kwargs)

@@ -191,3 +191,101 @@ def test_progress_flag_does_not_change_numbers(capsys):
     quiet = evaluate(gt, dt, "segm", progress=False)
     shown = evaluate(gt, dt, "segm", progress=True)
     assert quiet.stats == shown.stats
+
+
+@pytest.mark.parametrize("iou_type", ["segm", "bbox"])
+def test_class_agnostic_matches_pycocotools_use_cats_0(iou_type):
+    gt, dt = make_dataset(8, n_images=12, tie_rate=0.5)
+    result = evaluate(gt, dt, iou_type, use_cats=False)
+    assert_same(result, reference_eval(gt, dt, iou_type, use_cats=False))
+    assert result.precision.shape[2] == 1
+
+
+@needs_coco100
+def test_real_coco_class_agnostic(coco100):
+    gt, dt = coco100
+    assert_same(evaluate(gt, dt, "segm", use_cats=False), reference_eval(gt, dt, "segm", use_cats=False))
+
+
+@pytest.mark.parametrize("iou_type", ["segm", "bbox"])
+def test_image_and_category_subsets_match_pycocotools(iou_type):
+    gt, dt = make_dataset(9, n_images=12)
+    images, cats = [2, 3, 5, 7, 11], [1, 3, 6]
+    result = evaluate(gt, dt, iou_type, image_ids=images, category_ids=cats)
+    assert_same(result, reference_eval(gt, dt, iou_type, image_ids=images, category_ids=cats))
+    assert list(result.per_category) == cats
+    agnostic = evaluate(gt, dt, iou_type, image_ids=images, category_ids=cats, use_cats=False)
+    assert_same(agnostic, reference_eval(gt, dt, iou_type, image_ids=images, category_ids=cats, use_cats=False))
+
+
+def test_min_score_equals_dropping_the_results_first():
+    gt, dt = make_dataset(10, n_images=10)
+    kept = [d for d in dt if d["score"] >= 0.4]
+    assert 0 < len(kept) < len(dt)
+    result = evaluate(gt, dt, "segm", min_score=0.4)
+    assert_same(result, reference_eval(gt, kept, "segm"))
+    outcome = result.analysis().detections["outcome"]
+    assert all(o == "not_evaluated" for o, d in zip(outcome, dt) if d["score"] < 0.4)
+
+
+def test_convention_headline_ap_at_the_largest_cap_when_100_is_not_a_cap():
+    gt, dt = make_dataset(3)
+    result = evaluate(gt, dt, "segm", max_dets=(1, 5))
+    reference = reference_eval(gt, dt, "segm", max_dets=(1, 5, 100))
+    assert result.stats["AP"] == -1  # pycocotools' summarize reads maxDets=100
+    assert result.stats["AP@5"] == pytest.approx(np.mean(result.precision[..., 0, -1][result.precision[..., 0, -1] > -1]))
+    assert result.stats["AP@5"] == pytest.approx(
+        np.mean(reference.eval["precision"][..., 0, 1][reference.eval["precision"][..., 0, 1] > -1]))
+    first = result.summary().splitlines()[0]
+    assert "maxDets=  5 ]" in first and first.endswith(f"{result.stats['AP@5']:0.3f}")
+    assert "hard-codes maxDets=100" in result.summary()
+    assert "hard-codes" not in evaluate(gt, dt, "segm").summary()
+    assert evaluate(gt, dt, "segm").stats["AP@100"] == evaluate(gt, dt, "segm").stats["AP"]
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_image_shards_in_processes_give_the_same_arrays(workers):
+    gt, dt = make_dataset(12, n_images=14, max_dt=16)
+    single = evaluate(gt, dt, "segm", workers=0)
+    sharded = evaluate(gt, dt, "segm", workers=workers)
+    assert_same(sharded, reference_eval(gt, dt, "segm"))
+    for name in ("precision", "recall", "scores"):
+        np.testing.assert_array_equal(getattr(sharded, name), getattr(single, name))
+    a, b = single.analysis(), sharded.analysis()
+    for key in a.detections:
+        np.testing.assert_array_equal(a.detections[key], b.detections[key])
+    assert a.per_class == b.per_class or all(str(x) == str(y) for x, y in zip(a.per_class, b.per_class))
+
+
+def test_image_shards_read_results_from_files(tmp_path):
+    gt, dt = make_dataset(14, n_images=8)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    (tmp_path / "dt.json").write_text(json.dumps(dt))
+    for iou_type in ("bbox", "segm"):
+        sharded = evaluate(str(tmp_path / "gt.json"), str(tmp_path / "dt.json"), iou_type, workers=2)
+        np.testing.assert_array_equal(sharded.precision, evaluate(gt, dt, iou_type).precision)
+
+
+def test_numpy_and_pycocotools_backends_agree(monkeypatch):
+    from segfuse.coco import _pipeline
+
+    gt, dt = make_dataset(13, n_images=10)
+    c_path = evaluate(gt, dt, "segm")
+    monkeypatch.setattr(_pipeline, "backend_for", lambda iou_type: "numpy")
+    numpy_path = evaluate(gt, dt, "segm")
+    np.testing.assert_array_equal(c_path.precision, numpy_path.precision)
+    np.testing.assert_array_equal(c_path.scores, numpy_path.scores)
+    assert_same(numpy_path, reference_eval(gt, dt, "segm"))
+
+
+def test_pycocotools_backend_batched_and_few_pair_paths_agree(monkeypatch):
+    from segfuse.coco import _cmask
+
+    if not _cmask.available():
+        pytest.skip("pycocotools' C routines are not installed")
+    gt, dt = make_dataset(15, n_images=10, max_dt=16)
+    few = evaluate(gt, dt, "segm")
+    monkeypatch.setattr(_cmask, "SMALL_PAIRS", 0)  # every image through the batched bookkeeping
+    batched = evaluate(gt, dt, "segm")
+    np.testing.assert_array_equal(few.precision, batched.precision)
+    assert_same(batched, reference_eval(gt, dt, "segm"))

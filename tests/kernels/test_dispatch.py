@@ -145,3 +145,73 @@ def test_custom_ops_pass_opcheck():
                           test_utils=("test_schema", "test_faketensor", "test_autograd_registration"))
     torch.library.opcheck(confusion.confusion_matrix, (logits.detach(), labels, 3, 255),
                           test_utils=("test_schema", "test_faketensor"))
+
+
+def test_losses_choose_no_kernel_themselves():
+    """One dispatch point: only segfuse._stats.loss_terms chooses between kernels and torch."""
+    import inspect
+
+    from segfuse import _stats
+    from segfuse.losses import _common, compound, cross_entropy, focal, lovasz, overlap
+
+    for module in (_common, compound, cross_entropy, focal, lovasz, overlap):
+        source = inspect.getsource(module)
+        assert "kernels" not in source, f"{module.__name__} refers to segfuse.kernels"
+    dispatch = inspect.getsource(_stats.loss_terms) + inspect.getsource(_stats._class_map_terms) + \
+        inspect.getsource(_stats._sigmoid_terms)
+    for name in ("fused_multiclass_available", "fused_multiclass_terms", "fused_binary_available",
+                 "fused_binary_terms"):
+        assert name in dispatch
+
+
+def _count_kernel_calls(monkeypatch):
+    calls = {"multiclass": 0, "binary": 0}
+    for kind, name in (("multiclass", "fused_multiclass_terms"), ("binary", "fused_binary_terms")):
+        original = getattr(kernels, name)
+
+        def counted(*args, _original=original, _kind=kind, **kwargs):
+            calls[_kind] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(kernels, name, counted)
+    return calls
+
+
+DISPATCH_CASES = {
+    # name: (loss, target kind, expected kernel calls (multiclass, binary))
+    "dice_ce_one_pass": (lambda x, t: SF.dice_ce_loss(x, t, ignore_index=255, label_smoothing=0.0), "labels", (1, 0)),
+    "dice_label_smoothing_on_kernel_sums": (lambda x, t: SF.dice_loss(x, t, ignore_index=255, label_smoothing=0.2,
+                                                                       per_image=True), "labels", (1, 0)),
+    "jaccard_label_smoothing_batch": (lambda x, t: SF.jaccard_loss(x, t, ignore_index=255, label_smoothing=0.3),
+                                      "labels", (1, 0)),
+    "ce_label_smoothing_torch": (lambda x, t: SF.dice_ce_loss(x, t, ignore_index=255, label_smoothing=0.1),
+                                 "labels", (0, 0)),
+    "soft_label_smoothing_torch": (lambda x, t: SF.jaccard_loss(x, t, ignore_index=255, label_smoothing=0.1,
+                                                                soft_label=True), "labels", (0, 0)),
+    "focal": (lambda x, t: SF.focal_loss(x, t, gamma=1.5, ignore_index=255), "labels", (1, 0)),
+    "cross_entropy": (lambda x, t: SF.cross_entropy(x, t, ignore_index=255), "labels", (1, 0)),
+    "dice_ce_multilabel": (lambda x, t: SF.dice_ce_loss(x, t, mode="multilabel", ignore_index=255), "dense", (0, 1)),
+    "dice_focal_multilabel": (lambda x, t: SF.dice_focal_loss(x, t, mode="multilabel", alpha=0.25, ignore_index=255),
+                              "dense", (0, 1)),
+    "pos_weight_torch": (lambda x, t: SF.dice_ce_loss(x, t, mode="multilabel", ignore_index=255,
+                                                      pos_weight=[1.0, 2.0, 0.5]), "dense", (0, 0)),
+    "multilabel_smoothing_torch": (lambda x, t: SF.dice_loss(x, t, mode="multilabel", ignore_index=255,
+                                                             label_smoothing=0.1), "dense", (0, 0)),
+}
+
+
+@pytest.mark.usefixtures("interpreted_kernels")
+@pytest.mark.parametrize("name", list(DISPATCH_CASES))
+def test_dispatch_point_serves_each_request_and_matches_the_torch_path(name, monkeypatch, torch_path):
+    loss_fn, kind, expected_calls = DISPATCH_CASES[name]
+    if kind == "labels":
+        logits = make_logits((2, 3, 7, 6), torch.float32)
+        target = make_labels((2, 7, 6), 3, torch.uint8, ignore_index=255)
+    else:
+        logits = make_logits((2, 3, 7, 6), torch.float32)
+        generator = torch.Generator().manual_seed(2)
+        target = torch.randint(0, 2, (2, 3, 7, 6), generator=generator, dtype=torch.uint8)
+        target[torch.rand(target.shape, generator=generator) < 0.2] = 255
+    calls = _count_kernel_calls(monkeypatch)
+    _assert_kernels_match_torch_path(loss_fn, logits, target, torch.float32, torch_path)
+    assert (calls["multiclass"], calls["binary"]) == expected_calls

@@ -62,3 +62,58 @@ def test_weighted_sum_written_with_operators():
     logits.requires_grad_(True)
     tripled(logits, labels).backward()
     assert torch.isfinite(logits.grad).all()
+
+
+def test_convention_dice_ce_label_smoothing_smooths_both_terms():
+    logits, labels = make_inputs("multiclass", n=2, c=4, ignore_index=255)
+    weights = [0.5, 1.0, 2.0, 1.5]
+    ce = SF.cross_entropy(logits, labels, weight=torch.tensor(weights, dtype=torch.float64), ignore_index=255,
+                          label_smoothing=0.2)
+    dice = SF.dice_loss(logits, labels, ignore_index=255, class_weights=weights, label_smoothing=0.2)
+    torch.testing.assert_close(SF.dice_ce_loss(logits, labels, ignore_index=255, class_weights=weights,
+                                               label_smoothing=0.2), dice + ce)
+    plain_dice = SF.dice_loss(logits, labels, ignore_index=255, class_weights=weights)
+    torch.testing.assert_close(SF.dice_ce_loss(logits, labels, ignore_index=255, class_weights=weights,
+                                               label_smoothing=0.2, dice_label_smoothing=0.0), plain_dice + ce)
+
+
+def test_dice_ce_label_smoothing_equals_monai_with_the_ce_term_only():
+    logits, labels = make_inputs("multiclass", n=2, c=3, spatial=(4, 5, 3))
+    expected = monai_losses.DiceCELoss(softmax=True, to_onehot_y=True, label_smoothing=0.1)(logits, labels.unsqueeze(1))
+    torch.testing.assert_close(SF.dice_ce_loss(logits, labels, per_image=True, label_smoothing=0.1,
+                                               dice_label_smoothing=0.0), expected)
+
+
+@pytest.mark.parametrize("mode", ["binary", "multilabel"])
+def test_dice_ce_pos_weight_and_label_smoothing_in_sigmoid_modes(mode):
+    logits, target = make_inputs(mode, n=2, c=3, ignore_index=255)
+    channels = logits.shape[1]
+    pos_weight = torch.linspace(0.5, 2.0, channels, dtype=torch.float64)
+    valid = target != 255
+    smoothed = target.double() * 0.8 + 0.1
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, smoothed, pos_weight=pos_weight.view(-1, 1, 1), reduction="none")[valid].mean()
+    dice = SF.dice_loss(logits, target, mode=mode, ignore_index=255, label_smoothing=0.2)
+    torch.testing.assert_close(SF.dice_ce_loss(logits, target, mode=mode, ignore_index=255, label_smoothing=0.2,
+                                               pos_weight=pos_weight.tolist()), dice + bce)
+
+
+def test_dice_focal_with_a_onehot_target_equals_the_class_map():
+    logits, labels = make_inputs("multiclass", n=2, c=3)
+    onehot = torch.nn.functional.one_hot(labels, 3).movedim(-1, 1)
+    torch.testing.assert_close(SF.dice_focal_loss(logits, onehot, gamma=1.5, alpha=[0.2, 0.3, 0.5]),
+                               SF.dice_focal_loss(logits, labels, gamma=1.5, alpha=[0.2, 0.3, 0.5]))
+
+
+def test_compound_losses_take_every_dice_switch():
+    logits, labels = make_inputs("multiclass", n=2, c=4)
+    labels[labels == 3] = 2
+    switches = dict(skip_absent=True, normalize_weights=False, class_weights=[1.0, 2.0, 1.0, 0.5], smooth_nr=0.0,
+                    smooth_dr=1e-3, per_image=True)
+    dice = SF.dice_loss(logits, labels, **switches)
+    ce = SF.cross_entropy(logits, labels, weight=torch.tensor(switches["class_weights"], dtype=torch.float64))
+    torch.testing.assert_close(SF.dice_ce_loss(logits, labels, **switches), dice + ce)
+    focal = SF.focal_loss(logits, labels, gamma=2.0)
+    torch.testing.assert_close(SF.dice_focal_loss(logits, labels, **switches), dice + focal)
+    pooled = SF.dice_loss(logits, labels, pooling="class")
+    torch.testing.assert_close(SF.dice_ce_loss(logits, labels, pooling="class"), pooled + SF.cross_entropy(logits, labels))

@@ -108,3 +108,108 @@ def test_validate_args_false_skips_the_value_check():
     logits, labels = make_inputs("multiclass", n=1, c=3)
     labels[0, 0, 0] = 2  # valid; with validate_args=False the loss runs without a host sync
     torch.testing.assert_close(SF.dice_loss(logits, labels, validate_args=False), SF.dice_loss(logits, labels))
+
+
+OVERLAP_LOSSES = ("dice", "dice_log_per_image", "fbeta", "tversky", "jaccard", "generalized_dice", "dice_ce",
+                  "dice_focal")
+
+
+@pytest.mark.parametrize("mode", ["multiclass", "binary", "multilabel"])
+@pytest.mark.parametrize("name", sorted(EVERY_LOSS))
+def test_nan_logits_give_nan_never_a_perfect_score(name, mode):
+    """Issue 11 (1): NaN logits gave a loss of 0.0 (ratio_or_one mapped a NaN denominator to 1)."""
+    logits, target = make_inputs(mode, n=1, c=3, spatial=(4, 4), dtype=torch.float32)
+    loss = EVERY_LOSS[name](torch.full_like(logits, float("nan")), target, mode)
+    assert torch.isnan(loss), f"{name} gave {loss.item()} for NaN logits"
+    if mode == "multiclass" and name in OVERLAP_LOSSES:
+        assert torch.isnan(EVERY_LOSS[name](torch.full_like(logits, float("inf")), target, mode))
+
+
+def test_nan_in_one_pixel_reaches_the_loss():
+    logits, labels = make_inputs("multiclass", n=2, c=3, dtype=torch.float32)
+    logits[1, 2, 3, 4] = float("nan")
+    for fn in (SF.dice_loss, SF.jaccard_loss, SF.tversky_loss, SF.fbeta_loss):
+        assert torch.isnan(fn(logits, labels)) and torch.isnan(fn(logits, labels, skip_absent=True))
+    assert torch.isnan(SF.generalized_dice_loss(logits, labels))
+
+
+def _every_module():
+    return {
+        "CrossEntropyLoss": segfuse.CrossEntropyLoss(ignore_index=255, weight=[1.0, 2.0, 0.5]),
+        "DiceLoss": segfuse.DiceLoss(ignore_index=255),
+        "DiceLoss_squared": segfuse.DiceLoss(ignore_index=255, squared=True, per_image=True),
+        "FBetaLoss": segfuse.FBetaLoss(beta=2.0, ignore_index=255, class_weights=[1.0, 2.0, 1.0]),
+        "TverskyLoss": segfuse.TverskyLoss(0.3, 0.7, 0.75, ignore_index=255),
+        "JaccardLoss": segfuse.JaccardLoss(ignore_index=255, label_smoothing=0.1),
+        "GeneralizedDiceLoss": segfuse.GeneralizedDiceLoss(ignore_index=255),
+        "FocalLoss": segfuse.FocalLoss(ignore_index=255, gamma=0.5),
+        "LovaszLoss": segfuse.LovaszLoss(ignore_index=255),
+        "DiceCELoss": segfuse.DiceCELoss(ignore_index=255, class_weights=[1.0, 2.0, 0.5]),
+        "DiceFocalLoss": segfuse.DiceFocalLoss(ignore_index=255),
+        "WeightedSum": 1.0 * segfuse.CrossEntropyLoss(ignore_index=255) + 0.5 * segfuse.DiceLoss(ignore_index=255),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_every_module()))
+def test_every_loss_runs_forward_and_backward_under_cpu_bf16_autocast(name):
+    """Issue 11 (2): with ignore_index, backward under bf16 autocast raised a dtype mismatch (torch.bmm)."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(2, 3, 1)
+    x = torch.randn(2, 2, 8, 8)
+    labels = torch.randint(0, 3, (2, 8, 8))
+    labels[0, :2] = 255
+    loss_fn = _every_module()[name]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = conv(x)
+        loss = loss_fn(logits, labels)
+    loss.backward()
+    assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert conv.weight.grad is not None and torch.isfinite(conv.weight.grad).all()
+    reference = loss_fn(logits.detach(), labels)  # the same bf16 logits, outside autocast
+    torch.testing.assert_close(loss, reference, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("mode", ["multiclass", "binary", "multilabel"])
+@pytest.mark.parametrize("name", sorted(EVERY_LOSS))
+def test_empty_batch_gives_zero_and_zero_gradient(name, mode):
+    """Issue 11 (3): N = 0 raised "cannot reshape tensor of 0 elements"."""
+    logits, target = make_inputs(mode, n=1, c=3, dtype=torch.float32)
+    logits, target = logits[:0].clone().requires_grad_(True), target[:0]
+    loss = EVERY_LOSS[name](logits, target, mode)
+    loss.backward()
+    assert loss.item() == 0.0 and loss.shape == ()
+    assert logits.grad.shape == logits.shape
+
+
+@pytest.mark.parametrize("name", sorted(_every_module()))
+def test_empty_batch_modules(name):
+    logits = torch.zeros(0, 3, 5, 4, requires_grad=True)
+    loss = _every_module()[name](logits, torch.zeros(0, 5, 4, dtype=torch.long))
+    loss.backward()
+    assert loss.item() == 0.0
+
+
+@pytest.mark.parametrize("name", sorted(_every_module()))
+def test_class_map_with_a_singleton_channel_is_accepted(name):
+    """Issue 11: (N, 1, H, W) class maps, as MONAI users pass them, equal (N, H, W)."""
+    logits, labels = make_inputs("multiclass", n=2, c=3, ignore_index=255)
+    loss_fn = _every_module()[name]
+    torch.testing.assert_close(loss_fn(logits, labels.unsqueeze(1)), loss_fn(logits, labels))
+
+
+def test_singleton_channel_float_target_is_not_taken_for_a_class_map():
+    logits, labels = make_inputs("multiclass", n=2, c=3)
+    with pytest.raises(ValueError, match=r"dense target must have shape \(N, C, \*S\)"):
+        SF.dice_loss(logits, labels.unsqueeze(1).double())
+
+
+def test_sum_of_losses_builds_a_weighted_sum():
+    """Issue 11: sum([A, B]) raised TypeError (0 + module)."""
+    logits, labels = make_inputs("multiclass", n=2, c=3)
+    combined = sum([segfuse.CrossEntropyLoss(), segfuse.DiceLoss(), 0.5 * segfuse.JaccardLoss()])
+    assert isinstance(combined, segfuse.WeightedSum) and combined.weights == [1.0, 1.0, 0.5]
+    expected = SF.cross_entropy(logits, labels) + SF.dice_loss(logits, labels) + 0.5 * SF.jaccard_loss(logits, labels)
+    torch.testing.assert_close(combined(logits, labels), expected)
+    assert sum([segfuse.DiceLoss()]).weights == [1.0]
+    with pytest.raises(TypeError):
+        1 + segfuse.DiceLoss()

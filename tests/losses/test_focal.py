@@ -69,3 +69,31 @@ def test_gamma_below_one_with_saturated_logits_has_finite_gradients(mode, gamma)
     loss = SF.focal_loss(logits, target, mode, gamma=gamma)
     loss.backward()
     assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
+
+
+@pytest.mark.parametrize("alpha", [None, [0.2, 0.5, 0.3]])
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 2.0])
+def test_softmax_focal_with_a_onehot_target_equals_the_class_map(alpha, gamma):
+    """Issue 10: one-hot multiclass targets were rejected."""
+    logits, labels = make_inputs("multiclass", n=2, c=3)
+    onehot = F.one_hot(labels, 3).movedim(-1, 1)
+    for reduction in ("mean", "sum", "none"):
+        torch.testing.assert_close(SF.focal_loss(logits, onehot, alpha=alpha, gamma=gamma, reduction=reduction),
+                                   SF.focal_loss(logits, labels, alpha=alpha, gamma=gamma, reduction=reduction))
+
+
+def test_convention_softmax_focal_with_a_soft_target():
+    """A soft target g: per pixel -sum_c alpha_c g_c (1 - p_c)^gamma log p_c, mean over pixels;
+    with gamma = 0 and no alpha it is torch's cross-entropy with probability targets."""
+    logits, _ = make_inputs("multiclass", n=2, c=4, spatial=(3, 5))
+    generator = torch.Generator().manual_seed(4)
+    soft = torch.softmax(torch.randn(logits.shape, generator=generator, dtype=torch.float64), 1)
+    alpha = torch.tensor([0.1, 0.4, 0.3, 0.2], dtype=torch.float64).view(1, 4, 1, 1)
+    log_p = torch.log_softmax(logits, 1)
+    expected = (-(alpha * soft * (1 - log_p.exp()) ** 1.5 * log_p).sum(1)).mean()
+    torch.testing.assert_close(SF.focal_loss(logits, soft, alpha=alpha.flatten().tolist(), gamma=1.5), expected)
+    torch.testing.assert_close(SF.focal_loss(logits, soft, gamma=0.0), F.cross_entropy(logits, soft))
+    monai = pytest.importorskip("monai.losses")
+    # MONAI's softmax focal mean divides by N * C * S: ours is C times larger
+    expected = monai.FocalLoss(use_softmax=True, gamma=2.0)(logits, soft)
+    torch.testing.assert_close(SF.focal_loss(logits, soft, gamma=2.0).float(), expected * 4)

@@ -105,14 +105,14 @@ def test_per_image_losses_follow_the_batch_permutation(case):
 
 @given(case=cases)
 def test_classes_absent_from_target_and_prediction(case):
-    """skip_absent=True: adding a class that no pixel has and no logit predicts changes nothing."""
+    """skip_absent="drop": adding a class that no pixel has and no logit predicts changes nothing."""
     case = {**case, "mode": "multiclass"}
     logits, target = inputs(case)
     extra = torch.full_like(logits[:, :1], -1e4)
     widened = torch.cat([logits, extra], 1)
     for fn in (SF.dice_loss, SF.jaccard_loss):
-        base = fn(logits, target, skip_absent=True, per_image=case["per_image"])
-        torch.testing.assert_close(fn(widened, target, skip_absent=True, per_image=case["per_image"]), base)
+        base = fn(logits, target, skip_absent="drop", per_image=case["per_image"])
+        torch.testing.assert_close(fn(widened, target, skip_absent="drop", per_image=case["per_image"]), base)
         # without skip_absent the absent, unpredicted class scores s / (0 + s) = 1: loss 0 in the mean
         per_class = fn(widened, target, per_image=case["per_image"], reduction="none")
         assert torch.all(per_class[..., -1] < 1e-6)

@@ -347,3 +347,44 @@ def test_bad_arguments_raise(kwargs, error, match):
 def test_docstring_example_runs():
     result = doctest.testmod(compare_module, extraglobs={"torch": torch})
     assert result.failed == 0 and result.attempted > 0
+
+
+# ---- per-image averaged statistic (per_image=True, convention="monai") -----------------------------
+
+
+def per_image_reference(confusions, **kwargs):
+    """SemanticMetrics' per-image averaged scores of the images (repeats count as often as they occur)."""
+    from segfuse.metrics import SemanticMetrics
+
+    metric = SemanticMetrics(NUM_CLASSES, **kwargs)
+    metric.update_confusion(confusions)
+    return metric.compute()
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [dict(per_image=True), dict(per_image=True, per_image_average="pooled"), dict(convention="monai"),
+     dict(convention="torchmetrics", per_image=True, zero_division=0)],
+)
+def test_per_image_statistic_equals_semantic_metrics_on_every_resample(kwargs):
+    conf_a, conf_b = rare_class_confusions()
+    resamples, seed = 40, 5
+    result = compare_models(conf_a, conf_b, resamples=resamples, seed=seed, keep_replicates=True, **kwargs)
+    assert result.per_image and result.to_dict()["per_image"] is True
+    observed_a, observed_b = per_image_reference(conf_a, **kwargs), per_image_reference(conf_b, **kwargs)
+    assert result.per_image_average == observed_a.per_image_average
+    for name in ("iou", "dice", "recall"):
+        torch.testing.assert_close(result.per_class[name].a, getattr(observed_a, name), equal_nan=True)
+        torch.testing.assert_close(result.per_class[name].b, getattr(observed_b, name), equal_nan=True)
+    for name in ("miou", "mdice", "acc", "fwiou"):
+        torch.testing.assert_close(result.means[name].delta, getattr(observed_b, name) - getattr(observed_a, name))
+    for row, indices in enumerate(bootstrap_indices(conf_a.shape[0], resamples, seed)):
+        a, b = per_image_reference(conf_a[indices], **kwargs), per_image_reference(conf_b[indices], **kwargs)
+        torch.testing.assert_close(result.replicates["miou"][row], b.miou - a.miou, equal_nan=True)
+        torch.testing.assert_close(result.replicates["iou"][row], b.iou - a.iou, equal_nan=True)
+
+
+def test_per_image_false_with_a_per_image_convention_raises():
+    conf_a, conf_b = rare_class_confusions()
+    with pytest.raises(ValueError, match="scores each image"):
+        compare_models(conf_a, conf_b, convention="monai", per_image=False)

@@ -439,3 +439,64 @@ def test_generalized_dice_score_of_nothing_follows_zero_division():
     assert generalized_dice_score(empty, zero_division=1).tolist() == [1.0, 1.0]  # MONAI's value for 0/0
     with pytest.raises(ValueError, match="weight"):
         generalized_dice_score(empty, weight="cubic")
+
+
+# ---- one scoring implementation: numpy math, torch at the boundary -----------------------------------
+
+
+def test_scores_and_cityscapes_import_without_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "import segfuse.metrics.scores as scores, segfuse.metrics.cityscapes\n"
+        "result = scores.semantic_scores(np.array([[3, 1], [0, 2]]), misses=np.array([1, 0]))\n"
+        "print('torch' in sys.modules, type(result.iou).__name__, result.recall.tolist())\n"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert output[:2] == ["False", "ndarray"]
+    assert output[2:] == ["[0.6,", "1.0]"]  # class 0: TP 3, FN 1 + 1 miss
+
+
+def test_convention_tensors_in_tensors_out_numpy_in_numpy_out():
+    import numpy as np
+
+    pred, target = random_maps(5, (4, 9, 9), 5)
+    confusions = per_image_confusion_matrix(pred, target, 5)
+    from_tensor = semantic_scores(confusions, beta=2.0, convention="mmseg")
+    from_array = semantic_scores(confusions.numpy(), beta=2.0, convention="mmseg")
+    for name in ("iou", "fscore", "recall", "miou", "acc", "fwiou"):
+        tensor, array = getattr(from_tensor, name), getattr(from_array, name)
+        assert isinstance(tensor, torch.Tensor) and tensor.dtype == torch.float64 and tensor.device == confusions.device
+        assert isinstance(array, np.ndarray) and array.dtype == np.float64
+        np.testing.assert_array_equal(tensor.numpy(), array)
+    assert from_tensor.confusion_matrix is confusions
+    counts = OverlapCounts(*(x.numpy() for x in mask_overlap_counts(
+        torch.nn.functional.one_hot(pred, 5).movedim(-1, 1).float(), torch.nn.functional.one_hot(target, 5).movedim(-1, 1),
+        per_image=True)))
+    assert isinstance(generalized_dice_score(counts), np.ndarray)
+
+
+def test_convention_misses_are_false_negatives_only():
+    """misses= equals a phantom class C that is predicted but never true, restricted to the C real classes."""
+    counts = torch.tensor([[5, 1, 0], [2, 7, 1], [0, 0, 4]])
+    misses = torch.tensor([3, 0, 2])
+    phantom = torch.zeros(4, 4, dtype=torch.int64)
+    phantom[:3, :3], phantom[:3, 3] = counts, misses
+    ours, theirs = semantic_scores(counts, misses=misses), semantic_scores(phantom)
+    for name in ("iou", "dice", "precision", "recall"):
+        torch.testing.assert_close(getattr(ours, name), getattr(theirs, name)[:3])
+    torch.testing.assert_close(ours.acc, theirs.acc)
+    assert ours.to_dict()["misses"] == [3, 0, 2]
+    with pytest.raises(ValueError, match="misses must have the counts' shape"):
+        semantic_scores(counts, misses=torch.tensor([1, 2]))
+
+
+def test_lazy_namespace():
+    import segfuse.metrics as metrics
+
+    assert {"SemanticMetrics", "semantic_scores", "SurfaceMetrics", "compare_models"} <= set(dir(metrics))
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        metrics.nothing  # noqa: B018
