@@ -1,9 +1,11 @@
 """Exact nearest surface points: which point of one surface is nearest to each point of another.
 
-Three backends answer the same question, exactly (no approximation, float64):
+Four backends answer the same question, exactly (no approximation, float64):
 
-- ``"kdtree"`` (CPU default; ``"search"`` is another name for it): one
-  ``scipy.spatial.cKDTree`` per call over the feature points of every image and class, with
+- ``"search"`` (CPU default): with numba installed, the compiled row search of
+  :mod:`segfuse.metrics._surface_rows` (every image and class in one call, its cost
+  following the distances); without numba, the ``"kdtree"`` backend.
+- ``"kdtree"``: one ``scipy.spatial.cKDTree`` per call over the feature points of every image and class, with
   an extra coordinate ``rank(key) * L`` where L exceeds every distance within one image and
   class. A point's own key differs by exactly 0 there, so distances stay exact, and a point
   of another key is never nearer (checked; a per-key tree answers otherwise). Minkowski
@@ -31,12 +33,15 @@ Convention:
 from __future__ import annotations
 
 import importlib
+import importlib.util
+from functools import lru_cache
 
 import numpy as np
 import torch
 
 METRICS = ("euclidean", "chessboard", "taxicab")
-BACKENDS = ("kdtree", "search", "scipy", "torch")
+BACKENDS = ("search", "kdtree", "scipy", "torch")
+_METRIC_IDS = {"euclidean": 0, "chessboard": 1, "taxicab": 2}
 _MINKOWSKI_P = {"euclidean": 2.0, "chessboard": np.inf, "taxicab": 1.0}
 _CHUNK_ELEMENTS = 1 << 23  # temporaries of the brute-force line pass, in elements
 _LEAF_SIZE = 16
@@ -58,16 +63,22 @@ def nearest_by_class(
 
     Points are int64 ``(m, 1 + D)``: the image index, then the grid indices. Keys are
     ``image * key_base + class``, sorted on both sides. ``spacing`` has D entries.
-    ``formula`` and ``key_base`` are kept for callers; every backend measures as the module says.
+    ``formula`` is the arithmetic by which the row search ranks points at one exact distance
+    (the KD-tree ranks by MONAI's); ``key_base`` is kept for callers.
     """
     nearest = np.full(query.shape, -1, dtype=np.int64)
     if len(query) == 0 or len(features) == 0:
+        return nearest
+    spacing = tuple(map(float, spacing))
+    if backend == "search" and row_search_available() and query.shape[1] in (3, 4):
+        found = _nearest_in_rows(query, query_keys, features, feature_keys, metric, spacing, formula)[0]
+        nearest[found >= 0] = features[found[found >= 0]]
         return nearest
     if backend in ("kdtree", "search"):
         matched = _has_features(query_keys, feature_keys)  # points whose class has no target surface stay -1
         if matched.any():
             nearest[matched] = _nearest_in_one_tree(query[matched], query_keys[matched], features, feature_keys,
-                                                    metric, tuple(map(float, spacing)))
+                                                    metric, spacing)
         return nearest
     query_start = _segments(query_keys)
     feature_start = _segments(feature_keys)
@@ -77,6 +88,49 @@ def nearest_by_class(
             found = nearest_points(query[low:high, 1:], features[f_low:f_high, 1:], metric, spacing, backend, device)
             nearest[low:high] = np.column_stack([query[low:high, 0], found])
     return nearest
+
+
+def nearest_distances(
+    query: np.ndarray,
+    query_keys: np.ndarray,
+    features: np.ndarray,
+    feature_keys: np.ndarray,
+    metric: str,
+    spacing,
+    backend: str,
+    device=None,
+    formula: str = "deepmind",
+) -> np.ndarray:
+    """Distance from each query point to the nearest feature point of its image and class (inf if none), float64.
+
+    Arguments as :func:`nearest_by_class`; the distance is :func:`point_distances` of the
+    nearest point (the row search returns the same value directly).
+    """
+    spacing = tuple(map(float, spacing))
+    if backend == "search" and row_search_available() and query.shape[1] in (3, 4) and len(query) and len(features):
+        found, values = _nearest_in_rows(query, query_keys, features, feature_keys, metric, spacing, formula)
+        return np.sqrt(values) if metric == "euclidean" else values
+    nearest = nearest_by_class(query, query_keys, features, feature_keys, metric, spacing, backend, device, formula)
+    distances = np.full(len(query), np.inf)
+    found = nearest[:, 0] >= 0
+    distances[found] = point_distances(query[found, 1:], nearest[found, 1:], metric, spacing, formula)
+    return distances
+
+
+@lru_cache(maxsize=1)
+def row_search_available() -> bool:
+    """Whether numba is installed (the compiled row search of the ``"search"`` backend)."""
+    return importlib.util.find_spec("numba") is not None
+
+
+def _nearest_in_rows(query, query_keys, features, feature_keys, metric, spacing, formula) -> tuple:
+    """(feature index of each query's nearest same-key feature or -1, its value), by the compiled row search."""
+    from segfuse.metrics._surface_rows import nearest_in_rows
+
+    steps = np.asarray(spacing, dtype=np.float64) if metric == "euclidean" else np.ones(len(spacing))
+    axis = len(steps) - 1 - int(np.argmin(steps[::-1]))  # the smallest spacing, the last axis among equals
+    return nearest_in_rows(query[:, 1:], query_keys, features[:, 1:], feature_keys, steps, _METRIC_IDS[metric],
+                           1 if formula == "monai" else 0, axis)
 
 
 def _segments(sorted_labels: np.ndarray) -> dict[int, tuple[int, int]]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from segfuse.metrics._edt import nearest_by_class, point_distances
+from segfuse.metrics._edt import nearest_distances
 from segfuse.metrics._surface_points import SurfacePoints
 
 
@@ -67,14 +67,21 @@ class SegmentStatistics:
 
 
 def segment_statistics(distances: np.ndarray, weights: np.ndarray | None, keys: np.ndarray,
-                       config: DistanceConfig) -> SegmentStatistics:
+                       config: DistanceConfig, weight_ranks: np.ndarray | None = None) -> SegmentStatistics:
     """Per-key statistics of one direction, every key at once (``keys`` sorted, one run per key, none empty).
+
+    ``weight_ranks``: the rank of each weight among the distinct weights (sorts like the weights).
 
     The points of each key are put in the reference's order, by (distance, weight), with one
     sort of the whole direction; sizes, sums and tolerance counts are reductions over the runs.
     """
     weights = np.ones(len(distances)) if weights is None else weights
-    order = np.lexsort((weights, distances, keys)) if config.rule == "deepmind" else np.lexsort((distances, keys))
+    key_order = _small_integers(keys)  # lexsort sorts small integer keys by radix
+    if config.rule == "deepmind":
+        order = np.lexsort((_small_integers(np.unique(weights, return_inverse=True)[1]) if weight_ranks is None
+                            else weight_ranks, distances, key_order))
+    else:
+        order = np.lexsort((distances, key_order))
     distances, weights, keys = distances[order], weights[order], keys[order]
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
     counts = np.diff(np.r_[starts, len(keys)])
@@ -95,6 +102,16 @@ def segment_statistics(distances: np.ndarray, weights: np.ndarray | None, keys: 
         within = np.stack([np.add.reduceat(np.where(distances <= t, weights, 0.0), starts) for t in config.tolerances], 1) \
             if config.tolerances else np.zeros((len(starts), 0))
     return SegmentStatistics(keys[starts], size, distance_sum, hausdorff, percentile, within)
+
+
+def _small_integers(values: np.ndarray) -> np.ndarray:
+    """Non-negative integers in the smallest unsigned dtype that holds them (or their ranks, if too large)."""
+    if len(values) == 0:
+        return values.astype(np.uint8)
+    if values.min() < 0 or values.max() >= 1 << 32:
+        values = np.unique(values, return_inverse=True)[1]
+    high = int(values.max())
+    return values.astype(np.uint8 if high < 1 << 8 else np.uint16 if high < 1 << 16 else np.uint32)
 
 
 def _deepmind_ranks(weights: np.ndarray, starts: np.ndarray, counts: np.ndarray, percentiles) -> np.ndarray:
@@ -138,6 +155,9 @@ def batch_statistics(
     stats = empty_statistics(num_classes, len(config.percentiles), len(config.tolerances), images)
     base = num_classes + 1
     sides = [_side(points, weights_table, base) for points in (gt, pred)]
+    weight_ranks = [None if weights_table is None or points.codes is None
+                    else _small_integers(np.unique(weights_table, return_inverse=True)[1][points.codes])
+                    for points in (gt, pred)]
     if formula == "monai":
         sides = _monai_crop_coordinates(sides)
     wanted = np.zeros(base, dtype=bool)
@@ -146,13 +166,9 @@ def batch_statistics(
         (coords, keys, weights), target = sides[direction], sides[1 - direction]
         if len(coords) == 0:
             continue
-        nearest = nearest_by_class(
-            coords, keys, target[0], target[1], config.metric, spacing, config.backend, device, formula, base
-        )
-        distances = np.full(len(coords), np.inf)
-        found = nearest[:, 0] >= 0
-        distances[found] = point_distances(coords[found, 1:], nearest[found, 1:], config.metric, spacing, formula)
-        part = segment_statistics(distances, weights, keys, config)
+        distances = nearest_distances(coords, keys, target[0], target[1], config.metric, spacing, config.backend,
+                                      device, formula)
+        part = segment_statistics(distances, weights, keys, config, weight_ranks[direction])
         image, c = np.divmod(part.keys, base)
         rows = wanted[c]
         image, c = image[rows], c[rows]
