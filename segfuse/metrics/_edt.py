@@ -119,8 +119,14 @@ def nearest_distances(
 
 @lru_cache(maxsize=1)
 def row_search_available() -> bool:
-    """Whether numba is installed (the compiled row search of the ``"search"`` backend)."""
-    return importlib.util.find_spec("numba") is not None
+    """Whether the compiled row search of the ``"search"`` backend can run (numba installed and importable)."""
+    if importlib.util.find_spec("numba") is None:
+        return False
+    try:
+        importlib.import_module("segfuse.metrics._surface_rows")
+    except Exception:  # a numba that does not load here (e.g. built for another numpy): the KD-tree answers
+        return False
+    return True
 
 
 def _nearest_in_rows(query, query_keys, features, feature_keys, metric, spacing, formula) -> tuple:
@@ -129,8 +135,11 @@ def _nearest_in_rows(query, query_keys, features, feature_keys, metric, spacing,
 
     steps = np.asarray(spacing, dtype=np.float64) if metric == "euclidean" else np.ones(len(spacing))
     axis = len(steps) - 1 - int(np.argmin(steps[::-1]))  # the smallest spacing, the last axis among equals
-    return nearest_in_rows(query[:, 1:], query_keys, features[:, 1:], feature_keys, steps, _METRIC_IDS[metric],
-                           1 if formula == "monai" else 0, axis)
+    def contiguous(array):  # one compiled specialisation: C-contiguous int64
+        return np.ascontiguousarray(array, dtype=np.int64)
+
+    return nearest_in_rows(contiguous(query[:, 1:]), contiguous(query_keys), contiguous(features[:, 1:]),
+                           contiguous(feature_keys), steps, _METRIC_IDS[metric], 1 if formula == "monai" else 0, axis)
 
 
 def _segments(sorted_labels: np.ndarray) -> dict[int, tuple[int, int]]:
@@ -153,6 +162,11 @@ def _scaled(points: np.ndarray, metric: str, spacing: tuple[float, ...]) -> np.n
     return scaled
 
 
+def _key_separation(low: np.ndarray, high: np.ndarray) -> float:
+    """Distance between neighbouring keys in the tree: more than any L1 (hence L2, L-inf) distance in the box."""
+    return 2.0 * float(np.sum(high - low)) + 1.0
+
+
 def _nearest_in_one_tree(query, query_keys, features, feature_keys, metric, spacing) -> np.ndarray:
     """:func:`nearest_by_class` for queries whose key has features: one KD-tree, keys as a far-apart coordinate."""
     tree_module = scipy_module("spatial")
@@ -161,14 +175,14 @@ def _nearest_in_one_tree(query, query_keys, features, feature_keys, metric, spac
     scaled_query, scaled_features = _scaled(query[:, 1:], metric, spacing), _scaled(features[:, 1:], metric, spacing)
     low = np.minimum(scaled_query.min(0), scaled_features.min(0))
     high = np.maximum(scaled_query.max(0), scaled_features.max(0))
-    separation = 2.0 * float(np.sum(high - low)) + 1.0  # > any L1 (hence L2, L-inf) distance inside the box
+    separation = _key_separation(low, high)
     tree = tree_module.cKDTree(np.column_stack([feature_rank * separation, scaled_features]), leafsize=_LEAF_SIZE,
                                balanced_tree=False, compact_nodes=False)
     index = tree.query(np.column_stack([query_rank * separation, scaled_query]), k=1, p=_MINKOWSKI_P[metric],
                        workers=max(1, torch.get_num_threads()))[1]
     nearest = features[index]
     stray = np.flatnonzero(feature_keys[index] != query_keys)
-    if len(stray):  # not reachable with the separation above; kept as a guard
+    if len(stray):  # the separation rules this out; checked, and answered by one tree per key if it happens
         for key in np.unique(query_keys[stray]):
             rows = stray[query_keys[stray] == key]
             own = feature_keys == key

@@ -175,8 +175,10 @@ def surface_statistics(
         tolerances: NSD tolerances, in the spacing's unit.
         include_background: score class 0 too.
         ignore_index: target label whose pixels belong to no class in both maps.
-        backend: nearest-point search, ``"search"`` (CPU default), ``"kdtree"``, ``"scipy"`` or ``"torch"``
-            (default for CUDA tensors, whose surfaces and transforms stay on the GPU).
+        backend: nearest-point search, all exact: ``"search"`` (CPU default: a compiled row search when
+            numba is installed, else the KD-tree), ``"kdtree"`` (one scipy cKDTree for all images and
+            classes, torch's thread count as its workers), ``"scipy"`` (the references' distance
+            transforms) or ``"torch"`` (default for CUDA tensors, whose surfaces and transforms stay on the GPU).
         validate_args: check label ranges (a device sync).
 
     Returns:
