@@ -45,6 +45,7 @@ _METRIC_IDS = {"euclidean": 0, "chessboard": 1, "taxicab": 2}
 _MINKOWSKI_P = {"euclidean": 2.0, "chessboard": np.inf, "taxicab": 1.0}
 _CHUNK_ELEMENTS = 1 << 23  # temporaries of the brute-force line pass, in elements
 _LEAF_SIZE = 16
+_LISTED_ROWS = {2: 24, 3: 8}  # radius, in rows, of the row search's sorted offsets (beyond it: growing boxes)
 
 
 def nearest_by_class(
@@ -131,15 +132,18 @@ def row_search_available() -> bool:
 
 def _nearest_in_rows(query, query_keys, features, feature_keys, metric, spacing, formula) -> tuple:
     """(feature index of each query's nearest same-key feature or -1, its value), by the compiled row search."""
-    from segfuse.metrics._surface_rows import nearest_in_rows
+    from segfuse.metrics._surface_rows import nearest_in_rows, row_offsets
 
     steps = np.asarray(spacing, dtype=np.float64) if metric == "euclidean" else np.ones(len(spacing))
     axis = len(steps) - 1 - int(np.argmin(steps[::-1]))  # the smallest spacing, the last axis among equals
+    unit = min(float(steps[a]) for a in range(len(steps)) if a != axis)
+    offsets, values, listed = row_offsets(steps, axis, _METRIC_IDS[metric], _LISTED_ROWS[len(steps)] * unit)
     def contiguous(array):  # one compiled specialisation: C-contiguous int64
         return np.ascontiguousarray(array, dtype=np.int64)
 
     return nearest_in_rows(contiguous(query[:, 1:]), contiguous(query_keys), contiguous(features[:, 1:]),
-                           contiguous(feature_keys), steps, _METRIC_IDS[metric], 1 if formula == "monai" else 0, axis)
+                           contiguous(feature_keys), steps, _METRIC_IDS[metric], 1 if formula == "monai" else 0, axis,
+                           offsets, values, listed)
 
 
 def _segments(sorted_labels: np.ndarray) -> dict[int, tuple[int, int]]:

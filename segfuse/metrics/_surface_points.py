@@ -138,13 +138,15 @@ def _mixed_corners(flat: np.ndarray, strides: list[int]) -> np.ndarray:
 
 def _edge_voxels(flat: np.ndarray, strides: list[int]) -> np.ndarray:
     """Flat indices p with a face neighbour of another label (sorted)."""
-    edge = _differs(flat, strides[0])
-    edge[: -strides[0]] |= edge[strides[0] :]
-    differs = np.empty(flat.size, dtype=bool)
+    differs = _differs(flat, strides[0])  # differs[p]: p and p - step differ
+    edge = np.empty(flat.size, dtype=bool)
+    step = strides[0]
+    np.logical_or(differs[:-step], differs[step:], out=edge[:-step])  # p differs from p - step or p + step
+    edge[-step:] = differs[-step:]
     for step in strides[1:]:
-        np.not_equal(flat[step:], flat[:-step], out=differs[: flat.size - step])
-        edge[step:] |= differs[: flat.size - step]
-        edge[:-step] |= differs[: flat.size - step]
+        _differs(flat, step, differs)
+        edge |= differs
+        edge[:-step] |= differs[step:]
     return np.flatnonzero(edge)
 
 

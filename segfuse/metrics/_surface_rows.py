@@ -95,12 +95,15 @@ def _scan_row(query, i, row, v0, v1, a0, a1, start, position, axis, steps, metri
 
 
 @njit(cache=True, nogil=True)
-def nearest_in_rows(query, query_keys, features, feature_keys, steps, metric, formula, axis):
+def nearest_in_rows(query, query_keys, features, feature_keys, steps, metric, formula, axis, offsets, offset_values,
+                    listed):
     """The nearest same-key feature of each query point, 2D or 3D: its index (-1 where the key has none) and value.
 
     ``query`` (m, D) and ``features`` (n, D) int64 grid indices, their keys (m,), (n,) sorted;
     ``steps`` (D,) float64 (the spacing for euclidean, ones otherwise); ``axis``: the rows'
     axis. The value is the metric (squared for euclidean) with ``formula``'s arithmetic.
+    ``offsets`` (k, 2): row offsets along the other axes (the second 0 in 2D) sorted by their
+    value ``offset_values``, every offset of value <= ``listed`` included (:func:`row_offsets`).
     """
     m, dims = query.shape
     n = features.shape[0]
@@ -175,12 +178,27 @@ def nearest_in_rows(query, query_keys, features, feature_keys, steps, metric, fo
                 for a in range(dims):
                     if abs(query[i, a] - query[i - 1, a]) > 1:
                         near = False
-                if near:
+                if near:  # the neighbour's answer bounds this one's
                     best = _value(query, i, features, out[i - 1], steps, metric, formula)
                     best_slot = slot_of[out[i - 1] - first_feature]
-                    bound = np.sqrt(best) if metric == 0 else best
-                    step = max(step, int(bound / unit))  # one box covering the bound: its rows, pruned by the bound
-            while True:
+            # rows by growing offset value, while it does not exceed the best; rows past the list lie beyond `listed`
+            finished = False
+            for t in range(offsets.shape[0]):
+                if offset_values[t] > best * (1.0 + _SLACK):
+                    finished = True
+                    break
+                v0 = q0 + offsets[t, 0]
+                v1 = q1 + offsets[t, 1]
+                if v0 < low[a0] or v0 > high[a0] or (dims == 3 and (v1 < low[a1] or v1 > high[a1])):
+                    continue
+                row = (v0 - low[a0]) * size1 + (v1 - low[a1] if dims == 3 else 0)
+                best, best_slot = _scan_row(query, i, row, v0, v1, a0, a1, start, position, axis, steps, metric,
+                                            formula, best, best_slot)
+            if best_slot >= 0 and best <= listed * (1.0 - _SLACK):
+                finished = True
+            if not finished:
+                step = max(step, int(np.sqrt(listed) / unit) if metric == 0 else int(listed / unit))
+            while not finished:
                 radius = step * unit
                 reach0 = int(radius / s0 + 1e-9)
                 reach1 = int(radius / s1 + 1e-9) if dims == 3 else 0
@@ -231,3 +249,29 @@ def nearest_in_rows(query, query_keys, features, feature_keys, steps, metric, fo
         first_query = end_query
         first_feature = end_feature
     return out, values
+
+
+def row_offsets(steps: np.ndarray, axis: int, metric: int, radius: float) -> tuple:
+    """Row offsets (k, 2) along the axes other than ``axis``, sorted by value, all of value <= the returned bound.
+
+    Returns ``(offsets, values, listed)``; values are squared for euclidean (``metric`` 0).
+    """
+    other = [a for a in range(len(steps)) if a != axis]
+    reach = [int(radius / steps[a]) for a in other]
+    grids = np.meshgrid(*[np.arange(-r, r + 1) for r in reach], indexing="ij")
+    offsets = np.stack([g.ravel() for g in grids], 1).astype(np.int64)
+    scaled = np.abs(offsets) * np.asarray([steps[a] for a in other])
+    if metric == 0:
+        values = np.zeros(len(offsets))
+        for column in range(scaled.shape[1]):
+            values += scaled[:, column] ** 2
+        listed = radius * radius
+    else:
+        values = scaled.max(1) if metric == 1 else scaled.sum(1)
+        listed = float(radius)
+    keep = values <= listed
+    order = np.argsort(values[keep], kind="stable")
+    offsets, values = offsets[keep][order], values[keep][order]
+    if offsets.shape[1] == 1:
+        offsets = np.column_stack([offsets[:, 0], np.zeros(len(offsets), dtype=np.int64)])
+    return np.ascontiguousarray(offsets), values, listed
