@@ -33,11 +33,11 @@ Convention:
 from __future__ import annotations
 
 import importlib
-import importlib.util
-from functools import lru_cache
 
 import numpy as np
 import torch
+
+from segfuse.metrics._surface_points import compiled
 
 METRICS = ("euclidean", "chessboard", "taxicab")
 BACKENDS = ("search", "kdtree", "scipy", "torch")
@@ -118,30 +118,22 @@ def nearest_distances(
     return distances
 
 
-@lru_cache(maxsize=1)
 def row_search_available() -> bool:
     """Whether the compiled row search of the ``"search"`` backend can run (numba installed and importable)."""
-    if importlib.util.find_spec("numba") is None:
-        return False
-    try:
-        importlib.import_module("segfuse.metrics._surface_rows")
-    except Exception:  # a numba that does not load here (e.g. built for another numpy): the KD-tree answers
-        return False
-    return True
+    return compiled("_surface_rows") is not None
 
 
 def _nearest_in_rows(query, query_keys, features, feature_keys, metric, spacing, formula) -> tuple:
     """(feature index of each query's nearest same-key feature or -1, its value), by the compiled row search."""
-    from segfuse.metrics._surface_rows import nearest_in_rows, row_offsets
-
+    rows = compiled("_surface_rows")
     steps = np.asarray(spacing, dtype=np.float64) if metric == "euclidean" else np.ones(len(spacing))
     axis = len(steps) - 1 - int(np.argmin(steps[::-1]))  # the smallest spacing, the last axis among equals
     unit = min(float(steps[a]) for a in range(len(steps)) if a != axis)
-    offsets, values, listed = row_offsets(steps, axis, _METRIC_IDS[metric], _LISTED_ROWS[len(steps)] * unit)
+    offsets, values, listed = rows.row_offsets(steps, axis, _METRIC_IDS[metric], _LISTED_ROWS[len(steps)] * unit)
     def contiguous(array):  # one compiled specialisation: C-contiguous int64
         return np.ascontiguousarray(array, dtype=np.int64)
 
-    return nearest_in_rows(contiguous(query[:, 1:]), contiguous(query_keys), contiguous(features[:, 1:]),
+    return rows.nearest_in_rows(contiguous(query[:, 1:]), contiguous(query_keys), contiguous(features[:, 1:]),
                            contiguous(feature_keys), steps, _METRIC_IDS[metric], 1 if formula == "monai" else 0, axis,
                            offsets, values, listed)
 

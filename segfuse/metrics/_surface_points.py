@@ -28,7 +28,10 @@ Convention:
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import product
 
 import numpy as np
@@ -76,6 +79,17 @@ def corner_surfels(labels: torch.Tensor, keep: torch.Tensor, first: int, num_cla
 
 
 # ----------------------------------------------------------------------------------------------- numpy (CPU)
+
+
+@lru_cache(maxsize=None)
+def compiled(name: str):
+    """The numba-compiled module ``segfuse.metrics.<name>``, or None where numba is missing or does not load."""
+    if importlib.util.find_spec("numba") is None:
+        return None
+    try:
+        return importlib.import_module(f"segfuse.metrics.{name}")
+    except Exception:  # e.g. a numba built for another numpy: the numpy code answers
+        return None
 
 
 def kept_box(labels: np.ndarray, first: int, num_classes: int, holds_no_class: bool) -> tuple[slice, ...] | None:
@@ -167,7 +181,8 @@ def _neighbour_codes(block: np.ndarray) -> np.ndarray:
 
 
 def _extract_numpy(labels: np.ndarray, keep: np.ndarray, first: int, num_classes: int, holds_no_class: bool,
-                   corners: bool) -> SurfacePoints:
+                   corners: bool, use_compiled: bool = True) -> SurfacePoints:
+    """Dense comparisons in numpy, then the sparse positions to sorted points (numba's loop where installed)."""
     dims = labels.ndim - 1
     box = kept_box(labels, first, num_classes, holds_no_class)
     if box is None:
@@ -176,11 +191,17 @@ def _extract_numpy(labels: np.ndarray, keep: np.ndarray, first: int, num_classes
     padded = _padded(labels[box], fill)
     flat = padded.reshape(-1)
     strides = _spatial_strides(padded)
+    kernels = compiled("_surface_sparse") if use_compiled else None
+    shape = np.asarray(padded.shape, dtype=np.int64)
+    starts = np.asarray([b.start for b in box[1:]], dtype=np.int64)
     if corners:
         position = _mixed_corners(flat, strides)
         offsets = list(product((0, 1), repeat=dims))
         # slot k of corner p (the block's far voxel) is the voxel p - sum_a (1 - offset_a) * stride_a
         shifts = [sum((1 - o) * s for o, s in zip(offset, strides)) for offset in offsets]
+        if kernels is not None:
+            return SurfacePoints(*kernels.corner_points(flat, position, np.asarray(shifts, dtype=np.int64), keep,
+                                                        shape, starts, num_classes + 1))
         block = np.stack([flat[position - shift] for shift in shifts])  # (2**D, m)
         codes = _neighbour_codes(block)
         slots = len(offsets)
@@ -192,6 +213,9 @@ def _extract_numpy(labels: np.ndarray, keep: np.ndarray, first: int, num_classes
         position = position[point]
     else:
         position = _edge_voxels(flat, strides)
+        if kernels is not None:
+            found, values, _ = kernels.edge_points(flat, position, keep, shape, starts, num_classes + 1)
+            return SurfacePoints(found, values, None)
         values = flat[position]
         kept = keep[values]
         position, values, codes = position[kept], values[kept], None

@@ -27,7 +27,13 @@ from segfuse.metrics import (
 import segfuse.metrics._edt as edt
 from segfuse.metrics._edt import exact_distance_transform, nearest_by_class, nearest_distances, point_distances
 from segfuse.metrics._surface_inputs import keep_lookup
-from segfuse.metrics._surface_points import corner_surfels, corner_surfels_torch, voxel_edges, voxel_edges_torch
+from segfuse.metrics._surface_points import (
+    _extract_numpy,
+    corner_surfels,
+    corner_surfels_torch,
+    voxel_edges,
+    voxel_edges_torch,
+)
 
 NAMES = ("hd", "hd95", "assd", "msd_gt_to_pred", "msd_pred_to_gt", "nsd@1")
 
@@ -226,15 +232,25 @@ def test_numpy_extraction_equals_the_torch_extraction(dims, dtype):
         for include_background in (False, True):
             first = 0 if include_background else 1
             keep = keep_lookup(classes, include_background, "cpu")
-            for numpy_path, torch_path in ((corner_surfels, corner_surfels_torch), (voxel_edges, voxel_edges_torch)):
-                ours = numpy_path(labels, keep, first, classes, holds_no_class)
+            for corners, torch_path in ((True, corner_surfels_torch), (False, voxel_edges_torch)):
                 reference = torch_path(labels, keep, first, classes, holds_no_class)
-                np.testing.assert_array_equal(ours.coords, reference.coords)
-                np.testing.assert_array_equal(ours.labels, reference.labels)
-                if reference.codes is None:
-                    assert ours.codes is None
-                else:
-                    np.testing.assert_array_equal(ours.codes, reference.codes)
+                for use_compiled in (False, True):  # numpy's sparse half, and numba's where installed
+                    ours = _extract_numpy(labels.numpy(), keep.numpy(), first, classes, holds_no_class, corners,
+                                          use_compiled)
+                    np.testing.assert_array_equal(ours.coords, reference.coords)
+                    np.testing.assert_array_equal(ours.labels, reference.labels)
+                    if reference.codes is None:
+                        assert ours.codes is None
+                    else:
+                        np.testing.assert_array_equal(ours.codes, reference.codes)
+
+
+@pytest.mark.parametrize("extract", [corner_surfels, voxel_edges])
+def test_labels_past_num_classes_are_an_error_without_validation(extract):
+    labels = torch.zeros(1, 4, 4, dtype=torch.uint8)
+    labels[0, 1, 1] = 7  # num_classes 3: 7 is no label
+    with pytest.raises(IndexError):
+        extract(labels, keep_lookup(3, False, "cpu"), 1, 3, False)
 
 
 def _random_point_sets(seed: int, dims: int):
