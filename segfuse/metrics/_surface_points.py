@@ -15,8 +15,9 @@ no kept class, and flattened; a handful of comparisons of the flat map with its 
 shifted by one step along each axis find, for every class together, the corners whose
 ``2**D`` voxels are not all equal (a corner block is mixed iff one of its edges joins two
 different labels) or the voxels with a differing face neighbour. Codes and labels are then
-computed only at those sparse positions. A mixed block gives a surfel to each kept label
-it holds, since that label and another meet there.
+computed only at those sparse positions (by numpy, or by one numba loop where numba is
+installed: :mod:`segfuse.metrics._surface_sparse`). A mixed block gives a surfel to each
+kept label it holds, since that label and another meet there.
 
 Convention:
     The label ``num_classes`` (ignored pixels) and the outside of the image belong to no

@@ -194,13 +194,20 @@ def _monai_crop_coordinates(sides: list) -> list:
     MONAI's KD-tree measures ``q * s - f * s`` on cropped coordinates; the float result
     depends on the origin, so it is reproduced here (the image column is left as it is).
     """
-    keys = np.unique(np.concatenate([side[1] for side in sides]))
+    runs = []
+    for coords, point_keys, _ in sides:  # points sorted by key: one run per key
+        starts = np.flatnonzero(np.r_[True, point_keys[1:] != point_keys[:-1]]) if len(point_keys) else np.zeros(0, int)
+        lows = np.minimum.reduceat(coords, starts) if len(starts) else np.zeros((0, coords.shape[1]), np.int64)
+        runs.append((point_keys[starts], starts, lows))
+    keys = np.union1d(runs[0][0], runs[1][0])
     origin = np.full((len(keys), sides[0][0].shape[1]), np.iinfo(np.int64).max, dtype=np.int64)
-    for coords, point_keys, _ in sides:
-        if len(coords):
-            starts = np.flatnonzero(np.r_[True, point_keys[1:] != point_keys[:-1]])
-            rows = np.searchsorted(keys, point_keys[starts])
-            origin[rows] = np.minimum(origin[rows], np.minimum.reduceat(coords, starts))
+    for run_keys, _, lows in runs:
+        rows = np.searchsorted(keys, run_keys)
+        origin[rows] = np.minimum(origin[rows], lows)
     origin[:, 0] = 1
-    return [(coords - (origin[np.searchsorted(keys, point_keys)] - 1), point_keys, weights)
-            for coords, point_keys, weights in sides]
+    shifted = []
+    for (coords, point_keys, weights), (run_keys, starts, _) in zip(sides, runs):
+        counts = np.diff(np.r_[starts, len(point_keys)])
+        shifted.append((coords - np.repeat(origin[np.searchsorted(keys, run_keys)] - 1, counts, axis=0), point_keys,
+                        weights))
+    return shifted
