@@ -189,9 +189,10 @@ def versions(peers: bool = True) -> str:
     try:
         import numba
 
-        compiled = f"numba {numba.__version__}" if getattr(_edt, "row_search_available", lambda: False)() else "no numba"
+        compiled = (f"numba {numba.__version__}" if getattr(_edt, "row_search_available", lambda: False)()
+                    else "numba not used")
     except ImportError:
-        compiled = "no numba"
+        compiled = "numba not installed"
     text = (f"Python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
             f"numpy {np.__version__}, scipy {scipy.__version__}, {compiled}, segfuse {segfuse.__version__} "
             f"from {os.path.dirname(segfuse.__file__)}")

@@ -44,7 +44,7 @@ BACKENDS = ("search", "kdtree", "scipy", "torch")
 _METRIC_IDS = {"euclidean": 0, "chessboard": 1, "taxicab": 2}
 _MINKOWSKI_P = {"euclidean": 2.0, "chessboard": np.inf, "taxicab": 1.0}
 _CHUNK_ELEMENTS = 1 << 23  # temporaries of the brute-force line pass, in elements
-_LEAF_SIZE = 16
+_LEAF_SIZE = 32  # MONAI's choice: one batched query per tree
 _LISTED_ROWS = {2: 24, 3: 8}  # radius, in rows, of the row search's sorted offsets (beyond it: growing boxes)
 
 

@@ -79,9 +79,9 @@ def segment_statistics(distances: np.ndarray, weights: np.ndarray | None, keys: 
     key_order = _small_integers(keys)  # lexsort sorts small integer keys by radix
     if config.rule == "deepmind":
         order = np.lexsort((_small_integers(np.unique(weights, return_inverse=True)[1]) if weight_ranks is None
-                            else weight_ranks, distances, key_order))
+                            else weight_ranks, _sortable(distances), key_order))
     else:
-        order = np.lexsort((distances, key_order))
+        order = np.lexsort((_sortable(distances), key_order))
     distances, weights, keys = distances[order], weights[order], keys[order]
     starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
     counts = np.diff(np.r_[starts, len(keys)])
@@ -102,6 +102,11 @@ def segment_statistics(distances: np.ndarray, weights: np.ndarray | None, keys: 
         within = np.stack([np.add.reduceat(np.where(distances <= t, weights, 0.0), starts) for t in config.tolerances], 1) \
             if config.tolerances else np.zeros((len(starts), 0))
     return SegmentStatistics(keys[starts], size, distance_sum, hausdorff, percentile, within)
+
+
+def _sortable(distances: np.ndarray) -> np.ndarray:
+    """Distances (>= 0, inf allowed) as int64 bit patterns: the same order, and integers sort faster."""
+    return np.ascontiguousarray(distances, dtype=np.float64).view(np.int64)
 
 
 def _small_integers(values: np.ndarray) -> np.ndarray:
