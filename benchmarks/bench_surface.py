@@ -19,8 +19,9 @@ Timed, median of ``--repeats`` runs, the implementations taking turns:
 - segfuse: ``surface_metrics`` on the class maps, ``definition="deepmind"`` and
   ``definition="monai"`` (the numbers of each reference), all classes in one call: the
   default ``backend="search"`` (numba's compiled row search when numba is installed, else
-  the KD-tree) and ``backend="kdtree"`` (numpy + scipy only), the latter also with 2 threads
-  (cKDTree workers) where the machine has them.
+  the KD-tree) and ``backend="kdtree"`` (numpy + scipy only), each also with 2 torch threads
+  where the machine has them (the two surfaces and the two directions in two threads; the
+  KD-tree's workers follow torch's thread count).
 
 Every segfuse number is checked against its reference (max relative difference printed;
 MONAI's are float32). Background is left out (MONAI's default). NSD tolerance 2 mm (3D) and
@@ -214,6 +215,8 @@ def run(name, gt, pred, classes, spacing, tolerance, repeats, monai_once=False, 
         functions[f"segfuse, definition='{definition}', backend='kdtree'"] = (
             lambda d=definition: segfuse_metrics(gt, pred, classes, spacing, tolerance, d, "kdtree"))
         if peers and (os.cpu_count() or 1) >= 2:
+            functions[f"segfuse, definition='{definition}', 2 threads"] = (
+                lambda d=definition: segfuse_metrics(gt, pred, classes, spacing, tolerance, d, threads=2))
             functions[f"segfuse, definition='{definition}', backend='kdtree', 2 threads"] = (
                 lambda d=definition: segfuse_metrics(gt, pred, classes, spacing, tolerance, d, "kdtree", threads=2))
     results = timed(functions, repeats, once=("MONAI",) if monai_once else ())
@@ -261,8 +264,8 @@ def main() -> None:
     lines += run(f"2D {args.images} x 512^2, 21 classes", gt2, pred2, 21, None, TOLERANCE_2D, args.repeats,
                  monai_once=not args.monai_every_turn, peers=peers)
     lines += ["", f"Median of {args.repeats} runs, implementations taking turns (MONAI's 2D run, which takes "
-                  f"minutes, once unless --monai-every-turn); torch threads {torch.get_num_threads()} (the KD-tree's "
-                  f"workers follow them; '2 threads' rows set 2 for that call); 1-minute load average "
+                  f"minutes, once unless --monai-every-turn); torch threads {torch.get_num_threads()} ('2 threads' "
+                  f"rows set 2 for that call: the two surfaces and directions in two threads, the KD-tree's workers); 1-minute load average "
                   f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after."]
     print("\n".join(lines))
     if args.write:

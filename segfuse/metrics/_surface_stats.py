@@ -17,9 +17,11 @@ Convention:
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from segfuse.metrics._edt import nearest_distances
 from segfuse.metrics._surface_points import SurfacePoints
@@ -34,6 +36,15 @@ class DistanceConfig:
     percentiles: tuple[float, ...]
     tolerances: tuple[float, ...]
     backend: str
+
+
+def on_both_sides(function, arguments: list[tuple], device=None) -> list:
+    """``[function(*a) for a in arguments]`` (the two surfaces or directions), in two threads when torch has
+    two or more on a CPU: the numpy passes, the KD-tree and the numba kernels release the GIL."""
+    if len(arguments) < 2 or torch.get_num_threads() < 2 or (device is not None and torch.device(device).type != "cpu"):
+        return [function(*a) for a in arguments]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return list(pool.map(lambda a: function(*a), arguments))
 
 
 def empty_statistics(num_classes: int, percentiles: int, tolerances: int, images: int = 1) -> dict[str, np.ndarray]:
@@ -167,12 +178,13 @@ def batch_statistics(
         sides = _monai_crop_coordinates(sides)
     wanted = np.zeros(base, dtype=bool)
     wanted[classes] = True
-    for direction in (0, 1):
-        (coords, keys, weights), target = sides[direction], sides[1 - direction]
-        if len(coords) == 0:
-            continue
-        distances = nearest_distances(coords, keys, target[0], target[1], config.metric, spacing, config.backend,
-                                      device, formula)
+    directions = [d for d in (0, 1) if len(sides[d][0])]
+    found = on_both_sides(nearest_distances, [
+        (sides[d][0], sides[d][1], sides[1 - d][0], sides[1 - d][1], config.metric, spacing, config.backend, device,
+         formula) for d in directions
+    ], device)
+    for direction, distances in zip(directions, found):
+        coords, keys, weights = sides[direction]
         part = segment_statistics(distances, weights, keys, config, weight_ranks[direction])
         image, c = np.divmod(part.keys, base)
         rows = wanted[c]

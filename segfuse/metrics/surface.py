@@ -40,7 +40,7 @@ from segfuse.metrics._distributed import sum_across_processes
 from segfuse.metrics._edt import BACKENDS, METRICS
 from segfuse.metrics._surface_inputs import class_maps, evaluated_classes, keep_lookup, spacing_per_image
 from segfuse.metrics._surface_points import corner_surfels, voxel_edges
-from segfuse.metrics._surface_stats import DistanceConfig, batch_statistics, empty_statistics
+from segfuse.metrics._surface_stats import DistanceConfig, batch_statistics, empty_statistics, on_both_sides
 from segfuse.metrics._surface_tables import deepmind_surfel_areas
 
 DEFINITIONS = ("deepmind", "monai")
@@ -210,8 +210,8 @@ def surface_statistics(
             else:
                 extract, table = voxel_edges, None
             rows = slice(group[0], group[-1] + 1) if group == list(range(group[0], group[-1] + 1)) else group
-            gt = extract(target[rows], keep, first, num_classes, holds_no_class)
-            predicted = extract(pred[rows], keep, first, num_classes, holds_no_class)
+            gt, predicted = on_both_sides(extract, [(maps[rows], keep, first, num_classes, holds_no_class)
+                                                    for maps in (target, pred)], target.device)
             part = batch_statistics(gt, predicted, classes, num_classes, len(group), group_spacing, table, rule,
                                     config, target.device)
             for name in _STAT_FIELDS:

@@ -386,6 +386,22 @@ def test_streaming_equals_the_functional_api_and_counts_empty_cases():
     assert metric.sums.abs().sum() == 0 and metric.cases.sum() == 0
 
 
+@pytest.mark.parametrize("definition", ["deepmind", "monai"])
+def test_two_threads_give_the_same_statistics(definition):
+    # with two torch threads the two surfaces and the two directions run in two threads
+    pred, target = random_maps(11, (9, 10, 8), batch=2)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = surface_statistics(pred, target, 4, spacing=(1.0, 0.7, 2.5), definition=definition)
+        torch.set_num_threads(2)
+        two = surface_statistics(pred, target, 4, spacing=(1.0, 0.7, 2.5), definition=definition)
+    finally:
+        torch.set_num_threads(before)
+    for name in ("surface", "distance_sum", "hausdorff", "percentile", "within"):
+        assert torch.equal(getattr(one, name).nan_to_num(-1), getattr(two, name).nan_to_num(-1))
+
+
 def test_statistics_merge_across_batches_and_survive_pickling():
     pred, target = random_maps(7, (12, 13), batch=3)
     whole = surface_statistics(pred, target, 4)
