@@ -265,8 +265,8 @@ def main() -> None:
                  monai_once=not args.monai_every_turn, peers=peers)
     lines += ["", f"Median of {args.repeats} runs, implementations taking turns (MONAI's 2D run, which takes "
                   f"minutes, once unless --monai-every-turn); torch threads {torch.get_num_threads()} ('2 threads' "
-                  f"rows set 2 for that call: the two surfaces and directions in two threads, the KD-tree's workers); 1-minute load average "
-                  f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after."]
+                  f"rows set 2 for that call: the two surfaces and directions in two threads, the KD-tree's "
+                  f"workers); 1-minute load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after."]
     print("\n".join(lines))
     if args.write:
         with open(args.write + ".tmp", "w") as handle:

@@ -130,12 +130,11 @@ def _nearest_in_rows(query, query_keys, features, feature_keys, metric, spacing,
     axis = len(steps) - 1 - int(np.argmin(steps[::-1]))  # the smallest spacing, the last axis among equals
     unit = min(float(steps[a]) for a in range(len(steps)) if a != axis)
     offsets, values, listed = rows.row_offsets(steps, axis, _METRIC_IDS[metric], _LISTED_ROWS[len(steps)] * unit)
-    def contiguous(array):  # one compiled specialisation: C-contiguous int64
-        return np.ascontiguousarray(array, dtype=np.int64)
-
-    return rows.nearest_in_rows(contiguous(query[:, 1:]), contiguous(query_keys), contiguous(features[:, 1:]),
-                           contiguous(feature_keys), steps, _METRIC_IDS[metric], 1 if formula == "monai" else 0, axis,
-                           offsets, values, listed)
+    # C-contiguous int64 everywhere: one compiled specialisation
+    query_points, feature_points = (np.ascontiguousarray(points[:, 1:], dtype=np.int64) for points in (query, features))
+    query_keys, feature_keys = (np.ascontiguousarray(keys, dtype=np.int64) for keys in (query_keys, feature_keys))
+    return rows.nearest_in_rows(query_points, query_keys, feature_points, feature_keys, steps, _METRIC_IDS[metric],
+                                1 if formula == "monai" else 0, axis, offsets, values, listed)
 
 
 def _segments(sorted_labels: np.ndarray) -> dict[int, tuple[int, int]]:
@@ -186,7 +185,8 @@ def _nearest_in_one_tree(query, query_keys, features, feature_keys, metric, spac
     return nearest
 
 
-def nearest_points(query: np.ndarray, features: np.ndarray, metric: str, spacing, backend: str, device=None) -> np.ndarray:
+def nearest_points(query: np.ndarray, features: np.ndarray, metric: str, spacing, backend: str,
+                   device=None) -> np.ndarray:
     """Coordinates ``(m, D)`` of the feature point nearest to each query point (both int64 ``(., D)``).
 
     ``device`` is where the ``"torch"`` backend runs its transform (default CPU).

@@ -5,12 +5,12 @@ Used by the ``"search"`` backend of :mod:`segfuse.metrics._edt` when numba is in
 the distance to the nearest point, exactly.
 
 Per key (image and class) the feature points are bucketed by row: all coordinates but one
-axis (the one of smallest spacing), sorted along that axis by a stable counting sort. A
-query visits the rows in boxes of growing physical radius around it, skips a row whose
-own offset already exceeds the best value, and in a row takes the two points either side
-of it along the axis (a binary search): the nearest of the row. It stops once the box's
-radius covers the best value (every row outside is farther). The first box is the one
-covering the previous query's answer when that query is a neighbour.
+axis (the one of smallest spacing), sorted along that axis by a stable counting sort. In a
+row, the nearest point to a query is one of the two either side of it along the axis (a
+binary search). A query visits the rows by growing value of their offset (a sorted list
+up to a radius, then boxes of growing physical radius) and stops at the first row whose
+offset alone exceeds the best value found: every row after it is farther. The previous
+query's answer, when that query is a neighbour, is the first best value.
 
 Convention:
     Values are the metric of :func:`segfuse.metrics._edt.point_distances` with its
@@ -52,6 +52,7 @@ def _value(query, i, features, j, steps, metric, formula):
 
 @njit(cache=True, nogil=True, inline="always")
 def _gap_value(gap, step, metric):
+    """A row offset's part of the metric along one axis (a lower bound of the points' values)."""
     if metric == 0:
         g = gap * step
         return g * g
@@ -60,6 +61,7 @@ def _gap_value(gap, step, metric):
 
 @njit(cache=True, nogil=True, inline="always")
 def _combine(lower, part, metric):
+    """Two axes' parts of the metric together (max for chessboard, sum otherwise)."""
     if metric == 1:
         return max(lower, part)
     return lower + part
@@ -67,6 +69,7 @@ def _combine(lower, part, metric):
 
 @njit(cache=True, nogil=True, inline="always")
 def _scan_row(query, i, row, v0, v1, a0, a1, start, position, axis, steps, metric, formula, best, best_slot):
+    """Best value and slot after the row's two points either side of query i along ``axis``."""
     low_index = start[row]
     high_index = start[row + 1]
     if high_index == low_index:

@@ -58,13 +58,6 @@ def empty_statistics(num_classes: int, percentiles: int, tolerances: int, images
     }
 
 
-def direction_statistics(distances: np.ndarray, weights: np.ndarray | None, config: DistanceConfig) -> tuple:
-    """(size, distance_sum, hausdorff, percentile values (P,), within sizes (T,)) of one direction (one class)."""
-    keys = np.zeros(len(distances), dtype=np.int64)
-    stats = segment_statistics(distances, weights, keys, config)
-    return stats.size[0], stats.distance_sum[0], stats.hausdorff[0], stats.percentile[0], stats.within[0]
-
-
 @dataclass(frozen=True)
 class SegmentStatistics:
     """Statistics of each run of equal keys (sorted ascending): ``keys`` (k,) and arrays with k rows."""
@@ -108,11 +101,16 @@ def segment_statistics(distances: np.ndarray, weights: np.ndarray | None, keys: 
             size = counts.astype(np.float64)
             distance_sum = np.add.reduceat(distances, starts)
             hausdorff = distances[last]
-            percentile = np.stack([_torch_quantiles(distances, starts, counts, p / 100.0) for p in config.percentiles], 1) \
-                if config.percentiles else np.zeros((len(starts), 0))
-        within = np.stack([np.add.reduceat(np.where(distances <= t, weights, 0.0), starts) for t in config.tolerances], 1) \
-            if config.tolerances else np.zeros((len(starts), 0))
+            percentile = _columns([_torch_quantiles(distances, starts, counts, p / 100.0) for p in config.percentiles],
+                                  len(starts))
+        within = _columns([np.add.reduceat(np.where(distances <= t, weights, 0.0), starts) for t in config.tolerances],
+                          len(starts))
     return SegmentStatistics(keys[starts], size, distance_sum, hausdorff, percentile, within)
+
+
+def _columns(columns: list[np.ndarray], rows: int) -> np.ndarray:
+    """The columns side by side, ``(rows, len(columns))``."""
+    return np.stack(columns, 1) if columns else np.zeros((rows, 0))
 
 
 def _sortable(distances: np.ndarray) -> np.ndarray:
