@@ -17,13 +17,19 @@ Timed, median of ``--repeats`` runs, the implementations taking turns:
 - MONAI: one-hot of both maps (N, C, *S), then ``compute_hausdorff_distance(percentile=95)``,
   ``compute_average_surface_distance(symmetric=True)`` and ``compute_surface_dice``.
 - segfuse: ``surface_metrics`` on the class maps, ``definition="deepmind"`` and
-  ``definition="monai"`` (the numbers of each reference), all classes in one call.
+  ``definition="monai"`` (the numbers of each reference), all classes in one call: the
+  default ``backend="search"`` (numba's compiled row search when numba is installed, else
+  the KD-tree) and ``backend="kdtree"`` (numpy + scipy only), each also with 2 torch threads
+  where the machine has them (the two surfaces and the two directions in two threads; the
+  KD-tree's workers follow torch's thread count).
 
 Every segfuse number is checked against its reference (max relative difference printed;
 MONAI's are float32). Background is left out (MONAI's default). NSD tolerance 2 mm (3D) and
 2 px (2D).
 
     python benchmarks/bench_surface.py [--repeats 3] [--images 100] [--threads N] [--write benchmarks/results/surface.md]
+
+``--segfuse-path DIR --no-peers`` times another checkout's segfuse alone (e.g. the code before a change).
 """
 
 from __future__ import annotations
@@ -38,8 +44,13 @@ import statistics  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 
+import sys  # noqa: E402
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+
+if "--segfuse-path" in sys.argv:  # before importing segfuse: time another checkout's code
+    sys.path.insert(0, sys.argv[sys.argv.index("--segfuse-path") + 1])
 
 import segfuse  # noqa: E402
 from segfuse.metrics import surface_metrics  # noqa: E402
@@ -133,9 +144,16 @@ def monai(gt: np.ndarray, pred: np.ndarray, classes: int, spacing, tolerance) ->
     return out
 
 
-def segfuse_metrics(gt, pred, classes, spacing, tolerance, definition) -> np.ndarray:
-    scores = surface_metrics(pred, gt, classes, spacing=spacing, definition=definition,
-                             tolerances=(tolerance,), empty="reference")
+def segfuse_metrics(gt, pred, classes, spacing, tolerance, definition, backend=None, threads=None) -> np.ndarray:
+    kwargs = {} if backend is None else {"backend": backend}
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        scores = surface_metrics(pred, gt, classes, spacing=spacing, definition=definition,
+                                 tolerances=(tolerance,), empty="reference", **kwargs)
+    finally:
+        torch.set_num_threads(before)
     out = torch.stack([scores["hd95"], scores["assd"], scores[f"nsd@{tolerance:g}"]], -1).numpy()
     if definition == "deepmind":  # the DeepMind loop above skips classes absent from both maps
         out[(scores.gt_empty & scores.pred_empty).numpy()] = np.nan
@@ -164,35 +182,57 @@ def timed(functions: dict, repeats: int, once: tuple = ()) -> dict:
     return {name: (statistics.median(values), results[name]) for name, values in times.items()}
 
 
-def versions() -> str:
-    import monai
+def versions(peers: bool = True) -> str:
     import scipy
 
-    return (f"Python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-            f"numpy {np.__version__}, scipy {scipy.__version__}, MONAI {monai.__version__}, "
-            f"surface-distance 0.1, segfuse {segfuse.__version__}")
+    from segfuse.metrics import _edt
+
+    try:
+        import numba
+
+        compiled = (f"numba {numba.__version__}" if getattr(_edt, "row_search_available", lambda: False)()
+                    else "numba not used")
+    except ImportError:
+        compiled = "numba not installed"
+    text = (f"Python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+            f"numpy {np.__version__}, scipy {scipy.__version__}, {compiled}, segfuse {segfuse.__version__} "
+            f"from {os.path.dirname(segfuse.__file__)}")
+    if peers:
+        import monai
+
+        text += f", MONAI {monai.__version__}, surface-distance 0.1"
+    return text
 
 
-def run(name, gt, pred, classes, spacing, tolerance, repeats, monai_once=False) -> list[str]:
-    functions = {
-        "DeepMind surface-distance": lambda: deepmind(gt, pred, classes, spacing, tolerance),
-        "segfuse, definition='deepmind'": lambda: segfuse_metrics(gt, pred, classes, spacing, tolerance, "deepmind"),
-        "MONAI": lambda: monai(gt, pred, classes, spacing, tolerance),
-        "segfuse, definition='monai'": lambda: segfuse_metrics(gt, pred, classes, spacing, tolerance, "monai"),
-    }
+def run(name, gt, pred, classes, spacing, tolerance, repeats, monai_once=False, peers=True) -> list[str]:
+    functions = {}
+    for definition, peer in (("deepmind", "DeepMind surface-distance"), ("monai", "MONAI")):
+        if peers:
+            functions[peer] = (lambda: deepmind(gt, pred, classes, spacing, tolerance)) if definition == "deepmind" \
+                else (lambda: monai(gt, pred, classes, spacing, tolerance))
+        functions[f"segfuse, definition='{definition}'"] = (
+            lambda d=definition: segfuse_metrics(gt, pred, classes, spacing, tolerance, d))
+        functions[f"segfuse, definition='{definition}', backend='kdtree'"] = (
+            lambda d=definition: segfuse_metrics(gt, pred, classes, spacing, tolerance, d, "kdtree"))
+        if peers and (os.cpu_count() or 1) >= 2:
+            functions[f"segfuse, definition='{definition}', 2 threads"] = (
+                lambda d=definition: segfuse_metrics(gt, pred, classes, spacing, tolerance, d, threads=2))
+            functions[f"segfuse, definition='{definition}', backend='kdtree', 2 threads"] = (
+                lambda d=definition: segfuse_metrics(gt, pred, classes, spacing, tolerance, d, "kdtree", threads=2))
     results = timed(functions, repeats, once=("MONAI",) if monai_once else ())
-    fastest_peer = min(results["DeepMind surface-distance"][0], results["MONAI"][0])
+    fastest_peer = min(results["DeepMind surface-distance"][0], results["MONAI"][0]) if peers else None
     rows = [f"| {name}: method | median s | vs the faster peer | max rel. difference to its reference |",
             "|---|---:|---:|---|"]
-    references = {"segfuse, definition='deepmind'": "DeepMind surface-distance", "segfuse, definition='monai'": "MONAI"}
     for method, (seconds, values) in results.items():
-        check = ""
-        if method in references:
-            difference, mismatches = max_relative_difference(values, results[references[method]][1])
+        check, ratio = "", ""
+        if peers and method.startswith("segfuse"):
+            reference = "DeepMind surface-distance" if "'deepmind'" in method else "MONAI"
+            difference, mismatches = max_relative_difference(values, results[reference][1])
             check = f"{difference:.1e}, {mismatches} NaN/inf mismatches"
-        ratio = fastest_peer / seconds
-        bold = "**" if method in references else ""
-        rows.append(f"| {method} | {seconds:.3f} | {bold}{ratio:.1f}x{bold} | {check} |")
+        if peers:
+            bold = "**" if method.startswith("segfuse") else ""
+            ratio = f"{bold}{fastest_peer / seconds:.1f}x{bold}"
+        rows.append(f"| {method} | {seconds:.3f} | {ratio} | {check} |")
         print(rows[-1], flush=True)
     return rows
 
@@ -205,21 +245,28 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--monai-every-turn", action="store_true", help="time MONAI's 2D run in every turn")
     parser.add_argument("--write", type=str, default=None, help="markdown file for the tables")
+    parser.add_argument("--segfuse-path", type=str, default=None, help="import segfuse from this checkout")
+    parser.add_argument("--no-peers", action="store_true", help="time segfuse alone (no DeepMind, no MONAI)")
     args = parser.parse_args()
+    peers = not args.no_peers
     if args.threads:
         torch.set_num_threads(args.threads)
     gt3, pred3 = volume_pair(args.size)
     gt2, pred2 = image_pairs(args.images)
     load_before = os.getloadavg()[0]
-    lines = [f"Machine: {platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores, no GPU. {versions()}.", ""]
+    lines = [f"Machine: {platform.machine()} {platform.system()}, {os.cpu_count()} CPU cores, no GPU. "
+             f"{versions(peers)}.", ""]
+    segfuse_metrics(gt2[:1], pred2[:1], 21, None, TOLERANCE_2D, "deepmind")  # imports (scipy, numba) not timed
+    segfuse_metrics(gt3[None, :8], pred3[None, :8], 5, SPACING_3D, TOLERANCE_3D, "deepmind")
     lines += run(f"3D {args.size}^3, 5 classes, spacing (1, 1, 2.5)", gt3[None], pred3[None], 5, SPACING_3D,
-                 TOLERANCE_3D, args.repeats)
+                 TOLERANCE_3D, args.repeats, peers=peers)
     lines.append("")
     lines += run(f"2D {args.images} x 512^2, 21 classes", gt2, pred2, 21, None, TOLERANCE_2D, args.repeats,
-                 monai_once=not args.monai_every_turn)
+                 monai_once=not args.monai_every_turn, peers=peers)
     lines += ["", f"Median of {args.repeats} runs, implementations taking turns (MONAI's 2D run, which takes "
-                  f"minutes, once unless --monai-every-turn); torch threads {torch.get_num_threads()}; "
-                  f"1-minute load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after."]
+                  f"minutes, once unless --monai-every-turn); torch threads {torch.get_num_threads()} ('2 threads' "
+                  f"rows set 2 for that call: the two surfaces and directions in two threads, the KD-tree's "
+                  f"workers); 1-minute load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after."]
     print("\n".join(lines))
     if args.write:
         with open(args.write + ".tmp", "w") as handle:

@@ -2,11 +2,14 @@
 
 Four backends answer the same question, exactly (no approximation, float64):
 
-- ``"search"`` (CPU default): every class at once, lattice offsets tried in increasing
-  order of their exact distance against a bit mask of the feature points' classes, so
-  the first hit is a nearest point; points with no hit within a radius (128 offsets in
-  2D, 512 in 3D) go to the KD-tree. Its cost follows the distances, not the volume.
-- ``"kdtree"``: ``scipy.spatial.cKDTree`` over each class's feature points.
+- ``"search"`` (CPU default): with numba installed, the compiled row search of
+  :mod:`segfuse.metrics._surface_rows` (every image and class in one call, its cost
+  following the distances); without numba, the ``"kdtree"`` backend.
+- ``"kdtree"``: one ``scipy.spatial.cKDTree`` per call over the feature points of every image and class, with
+  an extra coordinate ``rank(key) * L`` where L exceeds every distance within one image and
+  class. A point's own key differs by exactly 0 there, so distances stay exact, and a point
+  of another key is never nearer (checked; a per-key tree answers otherwise). Minkowski
+  ``p`` 2, inf or 1 for the metrics; ``workers`` = torch's intra-op thread count.
 - ``"scipy"``: ``scipy.ndimage.distance_transform_edt`` / ``distance_transform_cdt`` with
   ``return_indices`` on the bounding box of both point sets (the references' own
   transforms; the test reference).
@@ -22,25 +25,27 @@ Convention:
     ``distance_transform_cdt`` does. ``formula="deepmind"`` is scipy's EDT arithmetic
     ``sqrt(sum_i ((q_i - f_i) * s_i) ** 2)``; ``formula="monai"`` is MONAI's KD-tree on
     scaled coordinates ``sqrt(sum_i (q_i * s_i - f_i * s_i) ** 2)``. They differ in the last bit
-    only, which matters where a distance equals a tolerance exactly.
+    only, which matters where a distance equals a tolerance exactly. The KD-tree measures on
+    the scaled coordinates, as MONAI's does, so among points at the same exact distance it
+    keeps one of smallest ``formula="monai"`` value.
 """
 
 from __future__ import annotations
 
 import importlib
-import math
-from functools import lru_cache
 
 import numpy as np
 import torch
 
+from segfuse.metrics._surface_points import compiled
+
 METRICS = ("euclidean", "chessboard", "taxicab")
 BACKENDS = ("search", "kdtree", "scipy", "torch")
+_METRIC_IDS = {"euclidean": 0, "chessboard": 1, "taxicab": 2}
 _MINKOWSKI_P = {"euclidean": 2.0, "chessboard": np.inf, "taxicab": 1.0}
 _CHUNK_ELEMENTS = 1 << 23  # temporaries of the brute-force line pass, in elements
-_SEARCH_OFFSETS = {1: 16, 2: 128, 3: 512}  # offsets tried before a KD-tree query is the cheaper way
-_BALL_VOLUME = {1: 2.0, 2: math.pi, 3: 4.0 * math.pi / 3.0}
-_MASK_CELLS = 1 << 21  # cells of one class-bit mask (several images share one up to this size)
+_LEAF_SIZE = 32  # MONAI's choice: one batched query per tree
+_LISTED_ROWS = {2: 24, 3: 8}  # radius, in rows, of the row search's sorted offsets (beyond it: growing boxes)
 
 
 def nearest_by_class(
@@ -58,18 +63,23 @@ def nearest_by_class(
     """For each query point, the nearest feature point of the same image and class (-1 rows if none).
 
     Points are int64 ``(m, 1 + D)``: the image index, then the grid indices. Keys are
-    ``image * key_base + class``, sorted on both sides. Among points at the same exact
-    distance the search keeps the one whose ``formula`` value is smallest, as a KD-tree on
-    the references' coordinates does. ``spacing`` has D entries.
+    ``image * key_base + class``, sorted on both sides. ``spacing`` has D entries.
+    ``formula`` is the arithmetic by which the row search ranks points at one exact distance
+    (the KD-tree ranks by MONAI's); ``key_base`` is kept for callers.
     """
     nearest = np.full(query.shape, -1, dtype=np.int64)
     if len(query) == 0 or len(features) == 0:
         return nearest
-    if backend == "search":
-        matched = np.isin(query_keys, feature_keys)  # points whose class has no target surface stay -1
+    spacing = tuple(map(float, spacing))
+    if backend == "search" and row_search_available() and query.shape[1] in (3, 4):
+        found = _nearest_in_rows(query, query_keys, features, feature_keys, metric, spacing, formula)[0]
+        nearest[found >= 0] = features[found[found >= 0]]
+        return nearest
+    if backend in ("kdtree", "search"):
+        matched = _has_features(query_keys, feature_keys)  # points whose class has no target surface stay -1
         if matched.any():
-            nearest[matched] = _search(query[matched], query_keys[matched], features, feature_keys, metric,
-                                       tuple(map(float, spacing)), formula, key_base)
+            nearest[matched] = _nearest_in_one_tree(query[matched], query_keys[matched], features, feature_keys,
+                                                    metric, spacing)
         return nearest
     query_start = _segments(query_keys)
     feature_start = _segments(feature_keys)
@@ -81,123 +91,108 @@ def nearest_by_class(
     return nearest
 
 
+def nearest_distances(
+    query: np.ndarray,
+    query_keys: np.ndarray,
+    features: np.ndarray,
+    feature_keys: np.ndarray,
+    metric: str,
+    spacing,
+    backend: str,
+    device=None,
+    formula: str = "deepmind",
+) -> np.ndarray:
+    """Distance from each query point to the nearest feature point of its image and class (inf if none), float64.
+
+    Arguments as :func:`nearest_by_class`; the distance is :func:`point_distances` of the
+    nearest point (the row search returns the same value directly).
+    """
+    spacing = tuple(map(float, spacing))
+    if backend == "search" and row_search_available() and query.shape[1] in (3, 4) and len(query) and len(features):
+        found, values = _nearest_in_rows(query, query_keys, features, feature_keys, metric, spacing, formula)
+        return np.sqrt(values) if metric == "euclidean" else values
+    nearest = nearest_by_class(query, query_keys, features, feature_keys, metric, spacing, backend, device, formula)
+    distances = np.full(len(query), np.inf)
+    found = nearest[:, 0] >= 0
+    distances[found] = point_distances(query[found, 1:], nearest[found, 1:], metric, spacing, formula)
+    return distances
+
+
+def row_search_available() -> bool:
+    """Whether the compiled row search of the ``"search"`` backend can run (numba installed and importable)."""
+    return compiled("_surface_rows") is not None
+
+
+def _nearest_in_rows(query, query_keys, features, feature_keys, metric, spacing, formula) -> tuple:
+    """(feature index of each query's nearest same-key feature or -1, its value), by the compiled row search."""
+    rows = compiled("_surface_rows")
+    steps = np.asarray(spacing, dtype=np.float64) if metric == "euclidean" else np.ones(len(spacing))
+    axis = len(steps) - 1 - int(np.argmin(steps[::-1]))  # the smallest spacing, the last axis among equals
+    unit = min(float(steps[a]) for a in range(len(steps)) if a != axis)
+    offsets, values, listed = rows.row_offsets(steps, axis, _METRIC_IDS[metric], _LISTED_ROWS[len(steps)] * unit)
+    # C-contiguous int64 everywhere: one compiled specialisation
+    query_points, feature_points = (np.ascontiguousarray(points[:, 1:], dtype=np.int64) for points in (query, features))
+    query_keys, feature_keys = (np.ascontiguousarray(keys, dtype=np.int64) for keys in (query_keys, feature_keys))
+    return rows.nearest_in_rows(query_points, query_keys, feature_points, feature_keys, steps, _METRIC_IDS[metric],
+                                1 if formula == "monai" else 0, axis, offsets, values, listed)
+
+
 def _segments(sorted_labels: np.ndarray) -> dict[int, tuple[int, int]]:
     labels, starts = np.unique(sorted_labels, return_index=True)
     ends = np.append(starts[1:], len(sorted_labels))
     return {int(label): (int(low), int(high)) for label, low, high in zip(labels, starts, ends)}
 
 
-@lru_cache(maxsize=32)
-def search_offsets(metric: str, spacing: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Integer offsets ``(K, D)`` within the search radius sorted by distance, their distances ``(K,)``, and for
-    each the end of its run of equal distances (``(K,)``, exclusive)."""
-    dims = len(spacing)
-    steps = np.asarray(spacing, dtype=np.float64) if metric == "euclidean" else np.ones(dims)
-    budget = _SEARCH_OFFSETS.get(dims, 512)
-    radius = (budget * float(np.prod(steps)) / _BALL_VOLUME.get(dims, 2.0**dims)) ** (1.0 / dims)
-    reach = np.floor(radius / steps).astype(np.int64)
-    axes = [np.arange(-r, r + 1) for r in reach]
-    offsets = np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, dims)
-    distance = point_distances(np.zeros_like(offsets), offsets, metric, steps, "deepmind")
-    inside = distance <= (radius if metric == "euclidean" else reach[0])
-    order = np.argsort(distance[inside], kind="stable")
-    offsets, distance = offsets[inside][order], distance[inside][order]
-    tie_end = np.searchsorted(distance, distance * (1 + 1e-12), side="right")
-    for array in (offsets, distance, tie_end):
-        array.setflags(write=False)
-    return offsets, distance, tie_end
+def _has_features(query_keys: np.ndarray, feature_keys: np.ndarray) -> np.ndarray:
+    """Which query keys occur among the (sorted) feature keys."""
+    at = np.minimum(np.searchsorted(feature_keys, query_keys), len(feature_keys) - 1)
+    return feature_keys[at] == query_keys
 
 
-def _search(query, query_keys, features, feature_keys, metric, spacing, formula, key_base) -> np.ndarray:
-    spatial, _, tie_end = search_offsets(metric, spacing)
-    offsets = np.column_stack([np.zeros(len(spatial), dtype=np.int64), spatial])  # never to another image
-    reach = np.abs(offsets).max(0)
-    tie = (tie_end, metric, (0.0,) + spacing, formula)
-    query_classes, feature_classes = query_keys % key_base, feature_keys % key_base
-    nearest = np.full(query.shape, -1, dtype=np.int64)
-    extent = np.maximum(query.max(0), features.max(0)) - np.minimum(query.min(0), features.min(0)) + 2 * reach + 1
-    images_per_mask = max(1, _MASK_CELLS // int(np.prod(extent[1:])))
-    for first_image in range(int(query[:, 0].min()), int(query[:, 0].max()) + 1, images_per_mask):
-        last_image = first_image + images_per_mask
-        in_query = (query[:, 0] >= first_image) & (query[:, 0] < last_image)
-        in_features = (features[:, 0] >= first_image) & (features[:, 0] < last_image)
-        for first in range(0, int(max(query_classes.max(), feature_classes.max())) + 1, 64):
-            chunk_query = in_query & (query_classes >= first) & (query_classes < first + 64)
-            chunk_features = in_features & (feature_classes >= first) & (feature_classes < first + 64)
-            if chunk_query.any() and chunk_features.any():
-                nearest[chunk_query] = _search_chunk(
-                    query[chunk_query], query_classes[chunk_query] - first,
-                    features[chunk_features], feature_classes[chunk_features] - first, offsets, reach, tie,
-                )
-    missing = nearest[:, 0] < 0
-    if missing.any():
-        nearest[missing] = nearest_by_class(
-            query[missing], query_keys[missing], features, feature_keys, metric, spacing, "kdtree", key_base=key_base
-        )
+def _scaled(points: np.ndarray, metric: str, spacing: tuple[float, ...]) -> np.ndarray:
+    """Grid indices as float64 in the metric's unit (MONAI's ``coords.astype(float64) * spacing``)."""
+    scaled = points.astype(np.float64)
+    if metric == "euclidean":
+        scaled *= np.asarray(spacing, dtype=np.float64)
+    return scaled
+
+
+def _key_separation(low: np.ndarray, high: np.ndarray) -> float:
+    """Distance between neighbouring keys in the tree: more than any L1 (hence L2, L-inf) distance in the box."""
+    return 2.0 * float(np.sum(high - low)) + 1.0
+
+
+def _nearest_in_one_tree(query, query_keys, features, feature_keys, metric, spacing) -> np.ndarray:
+    """:func:`nearest_by_class` for queries whose key has features: one KD-tree, keys as a far-apart coordinate."""
+    tree_module = scipy_module("spatial")
+    keys, feature_rank = np.unique(feature_keys, return_inverse=True)
+    query_rank = np.searchsorted(keys, query_keys)
+    scaled_query, scaled_features = _scaled(query[:, 1:], metric, spacing), _scaled(features[:, 1:], metric, spacing)
+    low = np.minimum(scaled_query.min(0), scaled_features.min(0))
+    high = np.maximum(scaled_query.max(0), scaled_features.max(0))
+    separation = _key_separation(low, high)
+    tree = tree_module.cKDTree(np.column_stack([feature_rank * separation, scaled_features]), leafsize=_LEAF_SIZE,
+                               balanced_tree=False, compact_nodes=False)
+    index = tree.query(np.column_stack([query_rank * separation, scaled_query]), k=1, p=_MINKOWSKI_P[metric],
+                       workers=max(1, torch.get_num_threads()))[1]
+    nearest = features[index]
+    stray = np.flatnonzero(feature_keys[index] != query_keys)
+    if len(stray):  # the separation rules this out; checked, and answered by one tree per key if it happens
+        for key in np.unique(query_keys[stray]):
+            rows = stray[query_keys[stray] == key]
+            own = feature_keys == key
+            nearest[rows] = features[own][_nearest_kdtree(query[rows, 1:], features[own, 1:], metric, spacing)]
     return nearest
 
 
-def _search_chunk(query, query_bits, features, feature_bits, offsets, reach, tie) -> np.ndarray:
-    """Nearest same-class feature within the offsets (labels < 64 here; -1 rows past the radius)."""
-    classes = int(max(query_bits.max(), feature_bits.max())) + 1
-    dtype = next(t for t in (np.uint8, np.uint16, np.uint32, np.uint64) if np.iinfo(t).bits >= classes)
-    low = np.minimum(query.min(0), features.min(0)) - reach
-    shape = np.maximum(query.max(0), features.max(0)) + reach - low + 1
-    strides = np.cumprod(np.append(shape[1:], 1)[::-1])[::-1]
-    mask = np.zeros(int(np.prod(shape)), dtype=dtype)
-    np.bitwise_or.at(mask, (features - low) @ strides, np.left_shift(1, feature_bits).astype(dtype))
-    position = (query - low) @ strides
-    bits = np.left_shift(1, query_bits).astype(dtype)
-    steps = offsets @ strides
-    found = np.full(len(query), -1, dtype=np.int64)
-    active = np.arange(len(query))
-    start, block = 0, 1
-    while start < len(steps) and len(active):
-        stop = min(len(steps), start + block)
-        hits = (mask[position[active, None] + steps[None, start:stop]] & bits[active, None]) != 0
-        first = hits.argmax(1)
-        hit = hits[np.arange(len(active)), first]
-        found[active[hit]] = start + first[hit]
-        active = active[~hit]
-        start, block = stop, block * 2
-    nearest = np.full(query.shape, -1, dtype=np.int64)
-    resolved = np.flatnonzero(found >= 0)
-    nearest[resolved] = query[resolved] + offsets[found[resolved]]
-    tie_end, metric, spacing, formula = tie
-    tied = resolved[tie_end[found[resolved]] - found[resolved] > 1]
-    # Tied offsets give bit-identical values except under MONAI's formula, whose rounding depends on the
-    # coordinates (integer metrics and DeepMind's squared steps do not).
-    if len(tied) and metric == "euclidean" and formula == "monai":
-        nearest[tied] = _closest_of_ties(query[tied], found[tied], tie_end, mask, position[tied], bits[tied], offsets,
-                                         steps, metric, spacing, formula)
-    return nearest
-
-
-def _closest_of_ties(query, found, tie_end, mask, position, bits, offsets, steps, metric, spacing, formula):
-    """Among the hits at the first hit's exact distance, the one with the smallest ``formula`` value."""
-    width = int((tie_end[found] - found).max())
-    index = np.minimum(found[:, None] + np.arange(width), len(offsets) - 1)
-    inside = index < tie_end[found][:, None]
-    hits = inside & ((mask[position[:, None] + steps[index]] & bits[:, None]) != 0)
-    chosen = query + offsets[found]
-    several = np.flatnonzero(hits.sum(1) > 1)
-    if len(several) == 0:
-        return chosen
-    query, index, hits = query[several], index[several], hits[several]
-    candidates = query[:, None, :] + offsets[index]  # (r, width, D)
-    flat = point_distances(np.repeat(query, width, 0), candidates.reshape(-1, query.shape[1]), metric, spacing, formula)
-    values = np.where(hits, flat.reshape(len(query), width), np.inf)
-    chosen[several] = candidates[np.arange(len(query)), values.argmin(1)]
-    return chosen
-
-
-def nearest_points(query: np.ndarray, features: np.ndarray, metric: str, spacing, backend: str, device=None) -> np.ndarray:
+def nearest_points(query: np.ndarray, features: np.ndarray, metric: str, spacing, backend: str,
+                   device=None) -> np.ndarray:
     """Coordinates ``(m, D)`` of the feature point nearest to each query point (both int64 ``(., D)``).
 
     ``device`` is where the ``"torch"`` backend runs its transform (default CPU).
     """
-    if backend == "kdtree":
-        return _nearest_kdtree(query, features, metric, spacing)
+    if backend in ("kdtree", "search"):
+        return features[_nearest_kdtree(query, features, metric, spacing)]
     low = np.minimum(query.min(0), features.min(0))
     high = np.maximum(query.max(0), features.max(0))
     shape = tuple(int(v) for v in high - low + 1)
@@ -220,11 +215,10 @@ def scipy_module(name: str):
 
 
 def _nearest_kdtree(query, features, metric, spacing) -> np.ndarray:
-    cKDTree = scipy_module("spatial").cKDTree
-    scale = np.asarray(spacing, dtype=np.float64) if metric == "euclidean" else 1.0
-    tree = cKDTree(features * scale, leafsize=32)
-    index = tree.query(query * scale, k=1, p=_MINKOWSKI_P[metric])[1]
-    return features[index]
+    """Index of the nearest feature of each query point (one class; ``(., D)`` grid indices)."""
+    spacing = tuple(map(float, spacing))
+    tree = scipy_module("spatial").cKDTree(_scaled(features, metric, spacing), leafsize=_LEAF_SIZE)
+    return tree.query(_scaled(query, metric, spacing), k=1, p=_MINKOWSKI_P[metric])[1]
 
 
 def _nearest_scipy(features, shape, metric, spacing) -> np.ndarray:

@@ -40,7 +40,7 @@ from segfuse.metrics._distributed import sum_across_processes
 from segfuse.metrics._edt import BACKENDS, METRICS
 from segfuse.metrics._surface_inputs import class_maps, evaluated_classes, keep_lookup, spacing_per_image
 from segfuse.metrics._surface_points import corner_surfels, voxel_edges
-from segfuse.metrics._surface_stats import DistanceConfig, batch_statistics, empty_statistics
+from segfuse.metrics._surface_stats import DistanceConfig, batch_statistics, empty_statistics, on_both_sides
 from segfuse.metrics._surface_tables import deepmind_surfel_areas
 
 DEFINITIONS = ("deepmind", "monai")
@@ -175,8 +175,10 @@ def surface_statistics(
         tolerances: NSD tolerances, in the spacing's unit.
         include_background: score class 0 too.
         ignore_index: target label whose pixels belong to no class in both maps.
-        backend: nearest-point search, ``"search"`` (CPU default), ``"kdtree"``, ``"scipy"`` or ``"torch"``
-            (default for CUDA tensors, whose surfaces and transforms stay on the GPU).
+        backend: nearest-point search, all exact: ``"search"`` (CPU default: a compiled row search when
+            numba is installed, else the KD-tree), ``"kdtree"`` (one scipy cKDTree for all images and
+            classes, torch's thread count as its workers), ``"scipy"`` (the references' distance
+            transforms) or ``"torch"`` (default for CUDA tensors, whose surfaces and transforms stay on the GPU).
         validate_args: check label ranges (a device sync).
 
     Returns:
@@ -208,8 +210,8 @@ def surface_statistics(
             else:
                 extract, table = voxel_edges, None
             rows = slice(group[0], group[-1] + 1) if group == list(range(group[0], group[-1] + 1)) else group
-            gt = extract(target[rows], keep, first, num_classes, holds_no_class)
-            predicted = extract(pred[rows], keep, first, num_classes, holds_no_class)
+            gt, predicted = on_both_sides(extract, [(maps[rows], keep, first, num_classes, holds_no_class)
+                                                    for maps in (target, pred)], target.device)
             part = batch_statistics(gt, predicted, classes, num_classes, len(group), group_spacing, table, rule,
                                     config, target.device)
             for name in _STAT_FIELDS:

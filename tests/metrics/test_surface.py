@@ -24,7 +24,16 @@ from segfuse.metrics import (
     surface_scores,
     surface_statistics,
 )
-from segfuse.metrics._edt import exact_distance_transform, nearest_by_class, point_distances
+import segfuse.metrics._edt as edt
+from segfuse.metrics._edt import exact_distance_transform, nearest_by_class, nearest_distances, point_distances
+from segfuse.metrics._surface_inputs import keep_lookup
+from segfuse.metrics._surface_points import (
+    _extract_numpy,
+    corner_surfels,
+    corner_surfels_torch,
+    voxel_edges,
+    voxel_edges_torch,
+)
 
 NAMES = ("hd", "hd95", "assd", "msd_gt_to_pred", "msd_pred_to_gt", "nsd@1")
 
@@ -187,7 +196,7 @@ def test_every_backend_agrees_for_monai_metrics(metric):
             torch.testing.assert_close(getattr(other, name), getattr(results[0], name), rtol=1e-12, atol=0, equal_nan=True)
 
 
-def test_far_points_beyond_the_search_radius_fall_back_exactly():
+def test_far_points_are_exact():
     target = square((1, 90, 90), [(0, 1), (2, 6), (2, 6)])
     pred = square((1, 90, 90), [(0, 1), (80, 88), (70, 88)])
     pred[0, 3:5, 3:5] = 1
@@ -197,13 +206,129 @@ def test_far_points_beyond_the_search_radius_fall_back_exactly():
     assert float(search.hausdorff[0, 1].max()) > 100
 
 
-def test_more_than_64_classes_use_several_class_masks():
+def test_many_classes_search_equals_the_kdtree():
     generator = torch.Generator().manual_seed(5)
     target = torch.randint(0, 70, (1, 24, 24), generator=generator)
     pred = torch.randint(0, 70, (1, 24, 24), generator=generator)
     search = surface_statistics(pred, target, 70, backend="search")
     kdtree = surface_statistics(pred, target, 70, backend="kdtree")
     torch.testing.assert_close(search.distance_sum, kdtree.distance_sum, rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int16, torch.int64])
+def test_numpy_extraction_equals_the_torch_extraction(dims, dtype):
+    # the CPU path (flat shifted comparisons, codes at sparse positions) against the torch path (CUDA's)
+    generator = torch.Generator().manual_seed(dims)
+    for trial in range(12):
+        shape = tuple(int(n) for n in torch.randint(1, 9, (dims,), generator=generator))
+        classes = int(torch.randint(1, 6, (), generator=generator))
+        labels = torch.randint(0, classes + 1, (int(torch.randint(1, 4, (), generator=generator)),) + shape,
+                               generator=generator)
+        if trial % 3 == 0:  # sparse objects in background, as in real maps
+            labels[torch.rand(labels.shape, generator=generator) < 0.7] = 0
+        labels = labels.to(dtype)
+        holds_no_class = bool((labels == classes).any())
+        for include_background in (False, True):
+            first = 0 if include_background else 1
+            keep = keep_lookup(classes, include_background, "cpu")
+            for corners, torch_path in ((True, corner_surfels_torch), (False, voxel_edges_torch)):
+                reference = torch_path(labels, keep, first, classes, holds_no_class)
+                for use_compiled in (False, True):  # numpy's sparse half, and numba's where installed
+                    ours = _extract_numpy(labels.numpy(), keep.numpy(), first, classes, holds_no_class, corners,
+                                          use_compiled)
+                    np.testing.assert_array_equal(ours.coords, reference.coords)
+                    np.testing.assert_array_equal(ours.labels, reference.labels)
+                    if reference.codes is None:
+                        assert ours.codes is None
+                    else:
+                        np.testing.assert_array_equal(ours.codes, reference.codes)
+
+
+@pytest.mark.parametrize("extract", [corner_surfels, voxel_edges])
+def test_labels_past_num_classes_are_an_error_without_validation(extract):
+    labels = torch.zeros(1, 4, 4, dtype=torch.uint8)
+    labels[0, 1, 1] = 7  # num_classes 3: 7 is no label
+    with pytest.raises(IndexError):
+        extract(labels, keep_lookup(3, False, "cpu"), 1, 3, False)
+
+
+def _random_point_sets(seed: int, dims: int):
+    """Keyed integer points: queries partly outside the features' box, keys with and without features."""
+    rng = np.random.default_rng(seed)
+    features = np.unique(np.column_stack([rng.integers(0, 3, 80), np.zeros(80, int), rng.integers(0, 14, (80, dims))]),
+                         axis=0)
+    queries = np.unique(np.column_stack([rng.integers(0, 4, 70), np.zeros(70, int), rng.integers(-6, 20, (70, dims))]),
+                        axis=0)
+    return queries[:, 1:], queries[:, 0], features[:, 1:], features[:, 0]
+
+
+@pytest.mark.skipif(not edt.row_search_available(), reason="numba is not installed")
+@pytest.mark.parametrize("dims", [2, 3])
+def test_row_search_equals_the_kdtree_for_every_metric_and_formula(dims):
+    for seed in range(6):
+        query, query_keys, features, feature_keys = _random_point_sets(seed, dims)
+        spacing = (0.7, 1.9, 2.5)[:dims] if seed % 2 else (1.0, 1.0, 2.5)[:dims]
+        for metric in ("euclidean", "chessboard", "taxicab"):
+            for formula in ("deepmind", "monai"):
+                args = (query, query_keys, features, feature_keys, metric, spacing)
+                rows = nearest_by_class(*args, "search", formula=formula)
+                tree = nearest_by_class(*args, "kdtree", formula=formula)
+                assert ((rows[:, 0] >= 0) == np.isin(query_keys, feature_keys)).all()
+                assert np.array_equal(rows[:, 0] >= 0, tree[:, 0] >= 0)
+                found = rows[:, 0] >= 0
+                ours = point_distances(query[found, 1:], rows[found, 1:], metric, spacing, formula)
+                theirs = point_distances(query[found, 1:], tree[found, 1:], metric, spacing, formula)
+                np.testing.assert_allclose(ours, theirs, rtol=1e-15 if formula == "deepmind" else 0, atol=0)
+                direct = nearest_distances(*args, "search", formula=formula)  # the kernel's own value, to the bit
+                np.testing.assert_array_equal(direct[found], ours)
+                assert np.isinf(direct[~found]).all()
+
+
+def _brute_force_distances(query, query_keys, features, feature_keys, metric, spacing, formula):
+    """Smallest ``point_distances`` value over the same key's features (inf if none): the definition itself."""
+    out = np.full(len(query), np.inf)
+    for i in range(len(query)):
+        own = features[feature_keys == query_keys[i], 1:]
+        if len(own):
+            out[i] = point_distances(np.repeat(query[i : i + 1, 1:], len(own), 0), own, metric, spacing, formula).min()
+    return out
+
+
+def test_one_kdtree_with_keys_as_a_coordinate_equals_the_definition(monkeypatch):
+    query, query_keys, features, feature_keys = _random_point_sets(7, 3)
+    features[feature_keys == 1, 1:] += 10_000  # far-apart boxes per key
+    spacing = (0.85, 1.2, 0.9)
+    for metric in ("euclidean", "chessboard", "taxicab"):
+        expected = _brute_force_distances(query, query_keys, features, feature_keys, metric, spacing, "monai")
+        for separation in (None, 0.0):  # 0: keys collide in the tree, and the per-key guard must answer
+            if separation is not None:
+                monkeypatch.setattr(edt, "_key_separation", lambda low, high: separation)
+            ours = nearest_distances(query, query_keys, features, feature_keys, metric, spacing, "kdtree",
+                                     formula="monai")
+            np.testing.assert_array_equal(ours, expected)
+        monkeypatch.undo()
+
+
+@pytest.mark.parametrize(
+    "target, pred, spacing",
+    [
+        ([[1, 1]] * 5, [[1, 0], [1, 0], [0, 0], [1, 0], [1, 1]], (1.0, 2.0)),  # truth's fraction is 0.75 exactly
+        ([[0, 1], [0, 1]], [[0, 0], [1, 0]], (1.0, 2.0)),  # 0.5 exactly
+    ],
+)
+def test_percentile_at_an_exact_cumulative_fraction_is_deepminds(target, pred, spacing):
+    # cases where a cumulative surfel fraction equals p / 100 and the next distance differs: the index
+    # DeepMind's searchsorted picks there depends on its own cumsum / sum arithmetic
+    import surface_distance as sd
+
+    target, pred = np.array(target), np.array(pred)
+    stats = surface_statistics(torch.from_numpy(pred)[None], torch.from_numpy(target)[None], 2, spacing=spacing,
+                               percentiles=(50.0, 75.0))
+    with np.errstate(all="ignore"):
+        reference = sd.compute_surface_distances(target == 1, pred == 1, spacing)
+        for k, p in enumerate((50.0, 75.0)):
+            assert float(stats.percentile[0, 1, k].amax()) == sd.compute_robust_hausdorff(reference, p)
 
 
 @pytest.mark.parametrize("shape, spacing", [((37,), (0.7,)), ((13, 17), (0.7, 1.9)), ((7, 9, 8), (1.0, 1.0, 2.5))])
@@ -259,6 +384,22 @@ def test_streaming_equals_the_functional_api_and_counts_empty_cases():
     assert summary.to_dict()["class_names"] == ["bg", "a", "b", "c"]
     metric.reset()
     assert metric.sums.abs().sum() == 0 and metric.cases.sum() == 0
+
+
+@pytest.mark.parametrize("definition", ["deepmind", "monai"])
+def test_two_threads_give_the_same_statistics(definition):
+    # with two torch threads the two surfaces and the two directions run in two threads
+    pred, target = random_maps(11, (9, 10, 8), batch=2)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = surface_statistics(pred, target, 4, spacing=(1.0, 0.7, 2.5), definition=definition)
+        torch.set_num_threads(2)
+        two = surface_statistics(pred, target, 4, spacing=(1.0, 0.7, 2.5), definition=definition)
+    finally:
+        torch.set_num_threads(before)
+    for name in ("surface", "distance_sum", "hausdorff", "percentile", "within"):
+        assert torch.equal(getattr(one, name).nan_to_num(-1), getattr(two, name).nan_to_num(-1))
 
 
 def test_statistics_merge_across_batches_and_survive_pickling():
