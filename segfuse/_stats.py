@@ -231,14 +231,14 @@ def fused_loss(
     forward is two launches and backward one, under one autograd node; values and
     gradients equal the torch path's to float32 rounding.
     """
-    if mix is None or label_smoothing != 0 or ce_label_smoothing != 0:
+    if mix is None or label_smoothing != 0 or ce_label_smoothing != 0 or not _plain_numbers(mix):
         return None
     from segfuse import kernels
 
-    focal = mix.focal_weight != 0
-    ce = mix.ce_weight != 0
-    if (focal and focal_gamma is None) or not _constant_weights(mix, ce_weight if ce else None,
-                                                                  focal_alpha if focal else None):
+    focal, ce = mix.focal_weight != 0, mix.ce_weight != 0
+    overlap_weights = None if mix.overlap is None else mix.overlap.class_weights
+    if (focal and focal_gamma is None) or _requires_grad(ce_weight if ce else None, focal_alpha if focal else None,
+                                                         overlap_weights):
         return None
     with _autocast_off(input.device):
         if class_map:
@@ -259,14 +259,14 @@ def fused_loss(
             focal_gamma=focal_gamma if focal else 2.0, focal_alpha=focal_alpha if focal else None)
 
 
-def _constant_weights(mix: LossMix, *tensors) -> bool:
-    """Whether every weight of the loss is a constant: plain numbers for the term weights,
-    no tensor that requires grad among the class weights, CE weights and focal alpha."""
-    scalars = (mix.overlap_weight, mix.ce_weight, mix.focal_weight)
-    if any(isinstance(w, Tensor) or isinstance(w, bool) or not isinstance(w, (int, float)) for w in scalars):
-        return False
-    values = (*tensors, None if mix.overlap is None else mix.overlap.class_weights)
-    return not any(isinstance(v, Tensor) and v.requires_grad for v in values)
+def _plain_numbers(mix: LossMix) -> bool:
+    """Whether the term weights are Python numbers (a tensor weight may be learned)."""
+    weights = (mix.overlap_weight, mix.ce_weight, mix.focal_weight)
+    return all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights)
+
+
+def _requires_grad(*values) -> bool:
+    return any(isinstance(v, Tensor) and v.requires_grad for v in values)
 
 
 def _class_map_terms(input, target, *, ignore_index, per_image, from_logits, want_stats, squared, soft_label,
