@@ -5,12 +5,15 @@ For class c over the valid (non-ignored) pixels i, with prediction p_ic and targ
     tp_c = sum_i p_ic g_ic      ps_c = sum_i p_ic      gs_c = sum_i g_ic
     fp_c = ps_c - tp_c          fn_c = gs_c - tp_c
 
-:func:`loss_terms` is the one dispatch point: for a multiclass class map, a dense
-(one-hot / soft) multiclass target or a sigmoid (binary / multilabel) target it returns
-the overlap statistics, the cross-entropy (or BCE) sums, the focal sums and the valid
-counts of one pass, and it alone chooses between the fused Triton kernels
-(:mod:`segfuse.kernels`) and the torch reference passes below. Losses only combine what it
-returns.
+:func:`loss_terms` and :func:`fused_loss` are the one dispatch point. For a multiclass
+class map, a dense (one-hot / soft) multiclass target or a sigmoid (binary / multilabel)
+target, :func:`loss_terms` returns the overlap statistics, the cross-entropy (or BCE) sums,
+the focal sums and the valid counts of one pass; :func:`fused_loss` returns a whole loss of
+the form :class:`LossMix` (overlap mean + CE + focal, reduction "mean") from the fused
+kernels' finish step, or None when the kernels do not serve the request. These two alone
+choose between the fused Triton kernels (:mod:`segfuse.kernels`) and the torch reference
+passes below. A loss asks :func:`fused_loss` first and, on None, combines what
+:func:`loss_terms` returns for the same request (the same value).
 
 From a class map nothing of size N x C x S is built for the statistics: tp gathers p at
 the label and scatters it into its class, ps is a masked sum (a batched matrix-vector
@@ -38,6 +41,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from segfuse._validate import representable_ignore_index
+# The overlap loss the fused kernels finish (the losses build it here; importing the
+# package segfuse.kernels defines no kernel and does not import Triton).
+from segfuse.kernels import OverlapTerm
 
 
 class OverlapStatistics(NamedTuple):
@@ -172,6 +178,95 @@ def loss_terms(
             want_stats=want_stats, squared=squared, soft_label=soft_label, label_smoothing=label_smoothing,
             want_ce=want_ce, ce_label_smoothing=ce_label_smoothing, pos_weight=pos_weight,
             focal_gamma=focal_gamma, focal_alpha=focal_alpha)
+
+
+class LossMix(NamedTuple):
+    """A loss the fused kernels compute whole (reduction "mean"):
+    ``overlap_weight * overlap + ce_weight * CE + focal_weight * focal``.
+
+    ``overlap``: the overlap term's mean over classes (:class:`OverlapTerm`, pooling
+    "none"), or None for no overlap term. CE is torch's weighted mean over valid pixels
+    (BCE: the mean over valid entries), focal the mean over valid pixels (entries); their
+    class weights, gamma and alpha come from the request (see :func:`fused_loss`). A term
+    with weight 0 is not computed.
+    """
+
+    overlap: Optional[OverlapTerm] = None
+    overlap_weight: float = 1.0
+    ce_weight: float = 0.0
+    focal_weight: float = 0.0
+
+
+def fused_loss(
+    input: Tensor,
+    target: Tensor,
+    mix: Optional[LossMix],
+    *,
+    mode: str,
+    class_map: bool,
+    ignore_index: Optional[int] = None,
+    per_image: bool = False,
+    from_logits: bool = True,
+    want_stats: bool = True,
+    squared: bool = False,
+    soft_label: bool = False,
+    label_smoothing: float = 0.0,
+    want_ce: bool = False,
+    ce_weight: Optional[Tensor] = None,
+    ce_label_smoothing: float = 0.0,
+    pos_weight: Optional[Tensor] = None,
+    focal_gamma: Optional[float] = None,
+    focal_alpha=None,
+) -> Optional[Tensor]:
+    """The loss ``mix`` as one float32 0-d tensor from the fused kernels, or None.
+
+    Takes the request of :func:`loss_terms` (same arguments, same meaning) and the loss's
+    combination ``mix``. Returns None, so that the loss combines :func:`loss_terms` of the
+    same request, when ``mix`` is None, when the kernels do not serve the input (CPU
+    without SEGFUSE_FORCE_KERNELS=1 and TRITON_INTERPRET=1, float64, squared, probabilities,
+    a dense multiclass target, more classes than the kernels hold, an empty batch), when
+    the target is smoothed (``label_smoothing`` or ``ce_label_smoothing``), with a BCE
+    ``pos_weight``, with soft-label tp against a soft sigmoid target, or when a weight is
+    a tensor that requires grad (the fused op gives no gradient to weights). Otherwise
+    forward is two launches and backward one, under one autograd node; values and
+    gradients equal the torch path's to float32 rounding.
+    """
+    if mix is None or label_smoothing != 0 or ce_label_smoothing != 0 or not _plain_numbers(mix):
+        return None
+    from segfuse import kernels
+
+    focal, ce = mix.focal_weight != 0, mix.ce_weight != 0
+    overlap_weights = None if mix.overlap is None else mix.overlap.class_weights
+    if (focal and focal_gamma is None) or _requires_grad(ce_weight if ce else None, focal_alpha if focal else None,
+                                                         overlap_weights):
+        return None
+    with _autocast_off(input.device):
+        if class_map:
+            if not kernels.fused_multiclass_available(input, squared=squared, from_logits=from_logits):
+                return None
+            return kernels.fused_multiclass_loss(
+                input, target, ignore_index=ignore_index, per_image=per_image, overlap=mix.overlap,
+                overlap_weight=mix.overlap_weight, ce_weight=mix.ce_weight, ce_class_weights=ce_weight if ce else None,
+                focal_weight=mix.focal_weight, focal_gamma=focal_gamma if focal else 2.0,
+                focal_alpha=focal_alpha if focal else None)
+        if mode == "multiclass" or pos_weight is not None or (soft_label and target.is_floating_point()):
+            return None
+        if not kernels.fused_binary_available(input, target, squared=squared, from_logits=from_logits):
+            return None
+        return kernels.fused_binary_loss(
+            input, target, ignore_index=ignore_index, per_image=per_image, overlap=mix.overlap,
+            overlap_weight=mix.overlap_weight, bce_weight=mix.ce_weight, focal_weight=mix.focal_weight,
+            focal_gamma=focal_gamma if focal else 2.0, focal_alpha=focal_alpha if focal else None)
+
+
+def _plain_numbers(mix: LossMix) -> bool:
+    """Whether the term weights are Python numbers (a tensor weight may be learned)."""
+    weights = (mix.overlap_weight, mix.ce_weight, mix.focal_weight)
+    return all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights)
+
+
+def _requires_grad(*values) -> bool:
+    return any(isinstance(v, Tensor) and v.requires_grad for v in values)
 
 
 def _class_map_terms(input, target, *, ignore_index, per_image, from_logits, want_stats, squared, soft_label,

@@ -175,13 +175,26 @@ def _kornia(name: str, **kwargs) -> Optional[Callable]:
     return lambda x, y: fn(x, y.long(), **kwargs)
 
 
+def _kornia_focal(gamma: float) -> Optional[Callable]:
+    """kornia's ``focal_loss(alpha=None)`` times C: kornia's mean divides by N * C * S
+    (every entry of its one-hot loss tensor), segfuse's by the N * S pixels."""
+    fn = _kornia("focal_loss", alpha=None, gamma=gamma, reduction="mean")
+    return None if fn is None else lambda x, y: fn(x, y) * x.shape[1]
+
+
 ONEHOT = dict(softmax=True, to_onehot_y=True, batch=True)
 
 
 def loss_table(losses=None) -> dict[str, tuple[Callable, dict[str, Optional[Callable]]]]:
     """Each multiclass segfuse loss (or only those in ``losses``) with the peers that share
     its semantics (LOSS_PEERS); a peer that is not installed is None. Peers are imported
-    only for the losses asked for."""
+    only for the losses asked for.
+
+    Each peer gives segfuse's value on the same inputs (tests/cli/test_bench.py): MONAI
+    with ``softmax=True, to_onehot_y=True, batch=True``; for Jaccard segfuse's smoothing
+    halved (MONAI's ratio is (2 tp + s) / (2 (tp + fp + fn) + s)); kornia's focal loss with
+    ``alpha=None``, rescaled by C (its mean is over N * C * S); kornia's Lovasz softmax
+    against segfuse's ``per_image=True, classes="all"``."""
     import torch
 
     import segfuse.functional as SF
@@ -194,8 +207,7 @@ def loss_table(losses=None) -> dict[str, tuple[Callable, dict[str, Optional[Call
                                 {"monai": _monai("DiceLoss", jaccard=True, **ONEHOT)}),
         "TverskyLoss": lambda: (SF.tversky_loss, {"monai": _monai("TverskyLoss", **ONEHOT)}),
         "GeneralizedDiceLoss": lambda: (SF.generalized_dice_loss, {"monai": _monai("GeneralizedDiceLoss", **ONEHOT)}),
-        "FocalLoss": lambda: (SF.focal_loss, {"kornia": _kornia("focal_loss", alpha=1.0, gamma=2.0,
-                                                                  reduction="mean")}),
+        "FocalLoss": lambda: (SF.focal_loss, {"kornia": _kornia_focal(gamma=2.0)}),
         "LovaszLoss": lambda: (lambda x, y: SF.lovasz_loss(x, y, per_image=True, classes="all"),
                                {"kornia": _kornia("lovasz_softmax_loss")}),
         "DiceCELoss": lambda: (SF.dice_ce_loss, {"monai": _monai("DiceCELoss", **ONEHOT)}),

@@ -239,7 +239,8 @@ def dice_ce_implementations(num_classes: int) -> list[tuple[str, Optional[Callab
     except ImportError as error:
         rows.append(("MONAI DiceCELoss", None, contextlib.nullcontext, f"missing: {error}; {MONAI_HINT}"))
         return rows
-    monai_loss = MonaiDiceCELoss(softmax=True, to_onehot_y=True)
+    # batch=True: the Dice statistics over the batch, as segfuse's default (per_image=False)
+    monai_loss = MonaiDiceCELoss(softmax=True, to_onehot_y=True, batch=True)
     rows.append(("MONAI DiceCELoss", lambda x, y: monai_loss(x, y.unsqueeze(1)), contextlib.nullcontext, ""))
     return rows
 

@@ -649,6 +649,7 @@ def _setup_context(ctx, inputs, output):
     ctx.ignore_index, ctx.want_stats, ctx.want_ce, ctx.focal_gamma = ignore_index, want_stats, want_ce, focal_gamma
     tp, ps, gs, ce, ce_weight_sum, focal, count = output
     ctx.mark_non_differentiable(gs, ce_weight_sum, count)
+    ctx.set_materialize_grads(False)  # no zero-filled gradients (launches) for unused outputs
 
 
 def _backward(ctx, grad_tp, grad_ps, grad_gs, grad_ce, grad_ce_weight, grad_focal, grad_count):
@@ -746,6 +747,7 @@ def _loss_setup_context(ctx, inputs, output):
                           focal_alpha if ctx.focal_gamma is not None else None, coef, scale)
     ctx.ignore_index, ctx.has_overlap = ignore_index, has_overlap
     ctx.mark_non_differentiable(coef, scale)
+    ctx.set_materialize_grads(False)  # no zero-filled gradients (launches) for unused outputs
 
 
 def _loss_backward(ctx, grad_loss, grad_coef, grad_scale):

@@ -544,6 +544,7 @@ def _setup_context(ctx, inputs, output):
     ctx.focal_gamma, ctx.focal_alpha = focal_gamma, focal_alpha
     tp, ps, gs, bce, focal, count = output
     ctx.mark_non_differentiable(gs, count)
+    ctx.set_materialize_grads(False)  # no zero-filled gradients (launches) for unused outputs
 
 
 def _backward(ctx, grad_tp, grad_ps, grad_gs, grad_bce, grad_focal, grad_count):
@@ -636,6 +637,7 @@ def _loss_setup_context(ctx, inputs, output):
     ctx.focal_gamma = focal_gamma if focal_weight != 0 else None
     ctx.focal_alpha = focal_alpha
     ctx.mark_non_differentiable(coef, scale)
+    ctx.set_materialize_grads(False)  # no zero-filled gradients (launches) for unused outputs
 
 
 def _loss_backward(ctx, grad_loss, grad_coef, grad_scale):

@@ -1,9 +1,10 @@
 """Input preparation and class reduction shared by the losses.
 
-``prepare_inputs`` validates and normalises (input, target) for a mode; ``terms_of`` asks
-the statistics core (:func:`segfuse._stats.loss_terms`) for what a loss needs;
-``reduce_class_losses`` applies include_background / skip_absent / class_weights and the
-reduction.
+``prepare_inputs`` validates and normalises (input, target) for a mode; ``fused_loss_of``
+asks the statistics core for the whole loss (:func:`segfuse._stats.fused_loss`, None when
+the fused path does not serve it) and ``terms_of`` for the per-pass quantities of the same
+request (:func:`segfuse._stats.loss_terms`); ``reduce_class_losses`` applies
+include_background / skip_absent / class_weights and the reduction.
 """
 
 from __future__ import annotations
@@ -205,6 +206,28 @@ binary_valid_mask = _stats.binary_valid_mask
 def terms_of(prepared: PreparedInputs, *, mode: str, **request) -> _stats.LossTerms:
     """What a loss asks of the statistics core for prepared inputs (see :func:`_stats.loss_terms`)."""
     return _stats.loss_terms(prepared.input, prepared.target, mode=mode, class_map=prepared.class_map, **request)
+
+
+def fused_loss_of(prepared: PreparedInputs, mix: Optional[_stats.LossMix], *, mode: str,
+                  **request) -> Optional[Tensor]:
+    """The loss ``mix`` whole for prepared inputs, or None: then the loss combines
+    ``terms_of(prepared, mode=mode, **request)`` (see :func:`_stats.fused_loss`)."""
+    return _stats.fused_loss(prepared.input, prepared.target, mix, mode=mode, class_map=prepared.class_map,
+                             **request)
+
+
+def overlap_term(*, tp_weight: float, fp_weight: float, fn_weight: float, gamma: float = 1.0, smooth: float = 1e-5,
+                 smooth_nr=None, smooth_dr=None, log_loss: bool = False, include_background: bool = True,
+                 skip_absent=False, class_weights=None, normalize_weights: bool = True, pooling: str = "none",
+                 reduction: str = "mean") -> Optional[_stats.OverlapTerm]:
+    """The overlap loss as the fused path takes it, or None when it has no such form
+    (``pooling="class"`` or a reduction other than "mean")."""
+    if pooling != "none" or reduction != "mean":
+        return None
+    return _stats.OverlapTerm(tp_weight, fp_weight, fn_weight, smooth=smooth, gamma=gamma, log_loss=log_loss,
+                              include_background=include_background, skip_absent=skip_absent,
+                              class_weights=class_weights, normalize_weights=normalize_weights,
+                              smooth_nr=smooth_nr, smooth_dr=smooth_dr)
 
 
 def class_weight_tensor(class_weights, like: Tensor) -> Optional[Tensor]:

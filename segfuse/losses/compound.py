@@ -14,6 +14,8 @@ from segfuse.losses._common import (
     check_overlap_arguments,
     class_weight_tensor,
     finish,
+    fused_loss_of,
+    overlap_term,
     prepare_inputs,
     terms_of,
 )
@@ -32,13 +34,23 @@ def _check_dice_options(mode, class_weights, ignore_index, options) -> None:
                                                        "pooling", "soft_label")})
 
 
+def _dice_reduction(options: dict, mode: str, class_weights) -> dict:
+    """The Dice term's reduction arguments (of overlap_loss_from_statistics / overlap_term)."""
+    return dict(tp_weight=2.0, fp_weight=1.0, fn_weight=1.0, smooth=options["smooth"], smooth_nr=options["smooth_nr"],
+                smooth_dr=options["smooth_dr"], log_loss=options["log_loss"],
+                include_background=options["include_background"] or mode == "binary",
+                skip_absent=options["skip_absent"], class_weights=class_weights,
+                normalize_weights=options["normalize_weights"], pooling=options["pooling"], reduction="mean")
+
+
 def _dice_of(stats, options: dict, mode: str, class_weights) -> Tensor:
-    return overlap_loss_from_statistics(
-        stats, tp_weight=2.0, fp_weight=1.0, fn_weight=1.0, smooth=options["smooth"], smooth_nr=options["smooth_nr"],
-        smooth_dr=options["smooth_dr"], log_loss=options["log_loss"],
-        include_background=options["include_background"] or mode == "binary", skip_absent=options["skip_absent"],
-        class_weights=class_weights, normalize_weights=options["normalize_weights"], pooling=options["pooling"],
-        reduction="mean")
+    return overlap_loss_from_statistics(stats, **_dice_reduction(options, mode, class_weights))
+
+
+def _mix(options: dict, mode: str, class_weights, dice_weight, **other_weights) -> Optional[_stats.LossMix]:
+    """Dice + the other term as the fused path takes it (None with ``pooling="class"``)."""
+    term = overlap_term(**_dice_reduction(options, mode, class_weights))
+    return None if term is None else _stats.LossMix(term, overlap_weight=dice_weight, **other_weights)
 
 
 def dice_ce_loss(
@@ -69,8 +81,9 @@ def dice_ce_loss(
 ) -> Tensor:
     """dice_weight * Dice + ce_weight * CE (BCE in binary / multilabel mode).
 
-    One pass (one softmax; one kernel launch on CUDA) serves both terms: the statistics
-    core returns the overlap statistics and the CE sums together. ``ignore_index`` and
+    One pass (one softmax) serves both terms: the statistics core returns the overlap
+    statistics and the CE sums together; on CUDA one fused Triton op computes the whole
+    loss (forward two launches, backward one). ``ignore_index`` and
     ``class_weights`` go to both terms (CE's ``weight``, Dice's class-weighted mean);
     ``pos_weight`` (C,) weighs the positives of the BCE term. The Dice switches
     (smooth, smooth_nr, smooth_dr, per_image, include_background, skip_absent,
@@ -105,10 +118,16 @@ def dice_ce_loss(
     x = prepared.input
     weights = class_weight_tensor(class_weights, x.new_empty(0, dtype=_stats.accumulation_dtype(x.dtype)))
     positives = class_weight_tensor(pos_weight, x.new_empty(0, dtype=_stats.accumulation_dtype(x.dtype)))
-    terms = terms_of(prepared, mode=mode, ignore_index=ignore_index, per_image=options["per_image"],
-                     squared=options["squared"], soft_label=options["soft_label"], label_smoothing=dice_smoothing,
-                     want_ce=True, ce_weight=weights if mode == "multiclass" else None,
-                     ce_label_smoothing=label_smoothing, pos_weight=positives)
+    request = dict(ignore_index=ignore_index, per_image=options["per_image"], squared=options["squared"],
+                   soft_label=options["soft_label"], label_smoothing=dice_smoothing, want_ce=True,
+                   ce_weight=weights if mode == "multiclass" else None, ce_label_smoothing=label_smoothing,
+                   pos_weight=positives)
+    # the Dice term takes the class-weight tensor of the CE term (one host-to-device copy)
+    fused = fused_loss_of(prepared, _mix(options, mode, weights, dice_weight, ce_weight=ce_weight), mode=mode,
+                          **request)
+    if fused is not None:
+        return finish(fused, input)
+    terms = terms_of(prepared, mode=mode, **request)
     ce = _stats.safe_divide(terms.ce_sum.sum(), terms.ce_weight.sum())
     return finish(dice_weight * _dice_of(terms.stats, options, mode, class_weights) + ce_weight * ce, input)
 
@@ -158,9 +177,14 @@ def dice_focal_loss(
     x = prepared.input
     alpha = alpha_vector(alpha, x.shape[1], x.new_empty(0, dtype=_stats.accumulation_dtype(x.dtype))) \
         if mode == "multiclass" else alpha
-    terms = terms_of(prepared, mode=mode, ignore_index=ignore_index, per_image=options["per_image"],
-                     squared=options["squared"], soft_label=options["soft_label"], label_smoothing=label_smoothing,
-                     focal_gamma=gamma, focal_alpha=alpha)
+    request = dict(ignore_index=ignore_index, per_image=options["per_image"], squared=options["squared"],
+                   soft_label=options["soft_label"], label_smoothing=label_smoothing, focal_gamma=gamma,
+                   focal_alpha=alpha)
+    fused = fused_loss_of(prepared, _mix(options, mode, class_weights, dice_weight, focal_weight=focal_weight),
+                          mode=mode, **request)
+    if fused is not None:
+        return finish(fused, input)
+    terms = terms_of(prepared, mode=mode, **request)
     focal = _stats.safe_divide(terms.focal_sum.sum(), terms.count.sum())
     return finish(dice_weight * _dice_of(terms.stats, options, mode, class_weights) + focal_weight * focal, input)
 

@@ -22,7 +22,14 @@ from segfuse._validate import (
     check_tensor,
 )
 from segfuse.losses._base import SegmentationLoss
-from segfuse.losses._common import binary_valid_mask, check_loss_arguments, finish, prepare_inputs, terms_of
+from segfuse.losses._common import (
+    binary_valid_mask,
+    check_loss_arguments,
+    finish,
+    fused_loss_of,
+    prepare_inputs,
+    terms_of,
+)
 
 
 def cross_entropy(
@@ -68,8 +75,13 @@ def cross_entropy(
     acc = _stats.accumulation_dtype(x.dtype)
     weight = None if weight is None else torch.as_tensor(weight, device=x.device).to(acc)
     if prepared.class_map and reduction != "none":
-        terms = terms_of(prepared, mode="multiclass", ignore_index=ignore_index, want_stats=False, want_ce=True,
-                         ce_weight=weight, ce_label_smoothing=label_smoothing)
+        request = dict(ignore_index=ignore_index, want_stats=False, want_ce=True, ce_weight=weight,
+                       ce_label_smoothing=label_smoothing)
+        fused = fused_loss_of(prepared, _stats.LossMix(ce_weight=1.0) if reduction == "mean" else None,
+                              mode="multiclass", **request)
+        if fused is not None:
+            return finish(fused, input)
+        terms = terms_of(prepared, mode="multiclass", **request)
         loss = terms.ce_sum if reduction == "sum" else _stats.safe_divide(terms.ce_sum, terms.ce_weight)
         return finish(loss, input)
     x = x.to(acc)
@@ -108,6 +120,11 @@ def binary_cross_entropy_with_logits(
     check_same_shape("input", input, "target", target)
     if validate_args:
         check_binary_values("target", target, ignore_index)
+    if weight is None and pos_weight is None and reduction == "mean":
+        fused = _stats.fused_loss(input, target, _stats.LossMix(ce_weight=1.0), mode="multilabel", class_map=False,
+                                  ignore_index=ignore_index, want_stats=False, want_ce=True)
+        if fused is not None:
+            return finish(fused, input)
     acc = _stats.accumulation_dtype(input.dtype)
     valid = binary_valid_mask(target, ignore_index)
     clean_target = target.to(acc) if valid is None else torch.where(valid, target.to(acc), 0)

@@ -10,7 +10,14 @@ from torch import Tensor
 from segfuse import _stats
 from segfuse._validate import check_class_vector, check_in_unit_interval, check_positive
 from segfuse.losses._base import SegmentationLoss
-from segfuse.losses._common import binary_valid_mask, check_loss_arguments, finish, prepare_inputs, terms_of
+from segfuse.losses._common import (
+    binary_valid_mask,
+    check_loss_arguments,
+    finish,
+    fused_loss_of,
+    prepare_inputs,
+    terms_of,
+)
 
 Alpha = Union[None, float, Sequence[float], Tensor]
 
@@ -84,8 +91,13 @@ def focal_loss(
                                  validate_args=False)
     if reduction == "none":
         return finish(_focal_per_pixel(prepared, mode, alpha, gamma, ignore_index, from_logits), input)
-    terms = terms_of(prepared, mode=mode, ignore_index=ignore_index, from_logits=from_logits, want_stats=False,
-                     focal_gamma=gamma, focal_alpha=alpha)
+    request = dict(ignore_index=ignore_index, from_logits=from_logits, want_stats=False, focal_gamma=gamma,
+                   focal_alpha=alpha)
+    fused = fused_loss_of(prepared, _stats.LossMix(focal_weight=1.0) if reduction == "mean" else None, mode=mode,
+                          **request)
+    if fused is not None:
+        return finish(fused, input)
+    terms = terms_of(prepared, mode=mode, **request)
     loss = terms.focal_sum if reduction == "sum" else _stats.safe_divide(terms.focal_sum, terms.count)
     return finish(loss, input)
 

@@ -24,6 +24,8 @@ from segfuse.losses._common import (
     check_overlap_arguments,
     class_weight_tensor,
     finish,
+    fused_loss_of,
+    overlap_term,
     prepare_inputs,
     reduce_class_losses,
     terms_of,
@@ -118,14 +120,19 @@ def overlap_loss(
     check_positive("gamma", gamma, allow_zero=True)
     prepared = prepare_inputs(input, target, mode=mode, ignore_index=ignore_index, resize_logits=resize_logits,
                               validate_args=validate_args)
-    terms = terms_of(prepared, mode=mode, ignore_index=ignore_index, per_image=per_image, from_logits=from_logits,
-                     squared=squared, soft_label=soft_label, label_smoothing=label_smoothing)
-    loss = overlap_loss_from_statistics(
-        terms.stats, tp_weight=tp_weight, fp_weight=fp_weight, fn_weight=fn_weight, gamma=gamma, smooth=smooth,
-        smooth_nr=smooth_nr, smooth_dr=smooth_dr, log_loss=log_loss,
-        include_background=include_background or mode == "binary", skip_absent=skip_absent,
-        class_weights=class_weights, normalize_weights=normalize_weights, pooling=pooling, reduction=reduction)
-    return finish(loss, input)
+    reduction_options = dict(
+        tp_weight=tp_weight, fp_weight=fp_weight, fn_weight=fn_weight, gamma=gamma, smooth=smooth, smooth_nr=smooth_nr,
+        smooth_dr=smooth_dr, log_loss=log_loss, include_background=include_background or mode == "binary",
+        skip_absent=skip_absent, class_weights=class_weights, normalize_weights=normalize_weights, pooling=pooling,
+        reduction=reduction)
+    request = dict(ignore_index=ignore_index, per_image=per_image, from_logits=from_logits, squared=squared,
+                   soft_label=soft_label, label_smoothing=label_smoothing)
+    term = overlap_term(**reduction_options)
+    fused = fused_loss_of(prepared, None if term is None else _stats.LossMix(term), mode=mode, **request)
+    if fused is not None:
+        return finish(fused, input)
+    terms = terms_of(prepared, mode=mode, **request)
+    return finish(overlap_loss_from_statistics(terms.stats, **reduction_options), input)
 
 
 def overlap_loss_from_statistics(

@@ -109,3 +109,39 @@ def test_help_builds_without_importing_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("name", benchmarking.LOSS_NAMES)
+def test_each_peer_row_computes_the_segfuse_value(name):
+    """A peer row of `segfuse bench` times the same loss: on the bench's inputs
+    (make_inputs, a small shape, float64) each peer's value and gradient equal segfuse's.
+    The kornia focal row is kornia's focal_loss(alpha=None) times C (its mean is over
+    N * C * S); before, alpha=1.0 weighted the classes (0, 1, 1, ...)."""
+    import torch
+
+    logits, target = benchmarking.make_inputs((2, 5, 12, 10), torch.float64, seed=3)
+    ours, peers = benchmarking.loss_table([name])[name]
+    assert set(peers) == set(benchmarking.LOSS_PEERS[name])
+    x = logits.clone().requires_grad_(True)
+    expected = ours(x, target)
+    expected_grad, = torch.autograd.grad(expected, x)
+    for peer, fn in peers.items():
+        assert fn is not None, f"{peer} is not installed (a test dependency)"
+        value = fn(x, target)
+        grad, = torch.autograd.grad(value, x)
+        torch.testing.assert_close(value, expected, rtol=1e-9, atol=0, msg=lambda m: f"{name} vs {peer}: {m}")
+        torch.testing.assert_close(grad, expected_grad, rtol=1e-7, atol=1e-12,
+                                   msg=lambda m: f"{name} gradient vs {peer}: {m}")
+
+
+def test_the_cuda_bench_monai_row_computes_the_segfuse_value():
+    """`segfuse bench --device cuda` times MONAI DiceCELoss against segfuse's DiceCELoss:
+    the same value (Dice over the batch, batch=True) on the same inputs."""
+    import torch
+
+    from segfuse.kernels import bench as cuda_bench
+
+    rows = {name: fn for name, fn, _, _ in cuda_bench.dice_ce_implementations(4)}
+    logits, target = cuda_bench.make_inputs((2, 4, 9, 7), torch.float64, "cpu")
+    torch.testing.assert_close(rows["MONAI DiceCELoss"](logits, target), rows["segfuse DiceCELoss"](logits, target),
+                               rtol=1e-9, atol=0)
