@@ -25,7 +25,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from segfuse.report.files import write_file_atomically
-from segfuse.report.palette import as_palette, colorize, error_overlay, ignored_pixels
+from segfuse.report.palette import IGNORE_COLOR, as_palette, colorize, error_overlay, ignored_pixels
 
 STYLE = """
 body { font-family: -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; margin: 24px auto;
@@ -123,11 +123,18 @@ def _data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _encode_rgb(image: np.ndarray) -> bytes:
+def _encode_png(image: np.ndarray, colours: np.ndarray | None = None) -> bytes:
+    """PNG of an RGB ``(H, W, 3)`` image, or of uint8 indices ``(H, W)`` into ``colours`` (a palette PNG)."""
     from PIL import Image
 
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image), mode="RGB").save(buffer, format="PNG", compress_level=1)
+    image = np.ascontiguousarray(image)
+    if colours is None:
+        picture = Image.fromarray(image, mode="RGB")
+    else:
+        picture = Image.frombytes("P", (image.shape[1], image.shape[0]), image.tobytes())
+        picture.putpalette(np.asarray(colours, dtype=np.uint8).reshape(-1).tolist())
+    picture.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
 
 
@@ -266,14 +273,22 @@ class HtmlReport:
                             raise ValueError(f"MaskExample {example.name!r}: negative label {int(values.min())} cannot be drawn")
         return as_palette(self.palette, largest + 1)
 
-    def _panel(self, caption: str, image: np.ndarray) -> str:
+    def _panel(self, caption: str, image: np.ndarray, colours: np.ndarray | None = None) -> str:
         image = _strided(image, self.max_side)
         zoom = max(1, self.max_side // max(image.shape[:2]))
         alt = html.escape(caption, quote=True)
         return (
             f'<figure><img alt="{alt}" width="{image.shape[1] * zoom}" height="{image.shape[0] * zoom}" '
-            f'src="{_data_uri(_encode_rgb(image))}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+            f'src="{_data_uri(_encode_png(image, colours))}"><figcaption>{html.escape(caption)}</figcaption></figure>'
         )
+
+    def _mask_panel(self, caption: str, labels: np.ndarray, palette: np.ndarray, ignored: np.ndarray) -> str:
+        """A class map in ``palette``'s colours, ignored pixels black: a palette PNG when the
+        colours and black fit in 256 entries (a third of the bytes, no RGB image), else RGB."""
+        if len(palette) >= 256:
+            return self._panel(caption, colorize(labels, palette, ignored))
+        indices = np.where(ignored, len(palette), labels).astype(np.uint8)
+        return self._panel(caption, indices, np.concatenate([palette, np.asarray([IGNORE_COLOR], dtype=np.uint8)]))
 
     def _examples(self, section: ExampleSection, palette: np.ndarray, shown: set[int]) -> str:
         blocks = []
@@ -281,11 +296,11 @@ class HtmlReport:
             gt = displayed(example.gt, self.max_side)
             ignored = ignored_pixels(gt, self.ignore_index)
             shown.update(np.unique(gt[~ignored]).tolist())
-            panels = [self._panel("ground truth", colorize(gt, palette, ignored))]
+            panels = [self._mask_panel("ground truth", gt, palette, ignored)]
             for label, pred in example.predictions.items():
                 pred = displayed(pred, self.max_side)
                 shown.update(np.unique(pred[~ignored]).tolist())
-                panels.append(self._panel(str(label), colorize(pred, palette, ignored)))
+                panels.append(self._mask_panel(str(label), pred, palette, ignored))
                 panels.append(self._panel(f"{label}: errors", error_overlay(gt, pred, palette, self.ignore_index)))
             note = f'<p class="note">{html.escape(example.note)}</p>' if example.note else ""
             blocks.append(

@@ -66,12 +66,16 @@ def colorize(labels: np.ndarray, palette: np.ndarray, ignored: np.ndarray | None
     return image
 
 
+def faded(palette: np.ndarray) -> np.ndarray:
+    """Each colour of ``palette`` moved ``FADE`` of the way towards white (uint8)."""
+    colours = np.asarray(palette, dtype=np.float64)
+    return np.round(colours + (255.0 - colours) * FADE).astype(np.uint8)
+
+
 def error_overlay(gt: np.ndarray, pred: np.ndarray, palette: np.ndarray, ignore_index=None) -> np.ndarray:
     """RGB uint8 ``(H, W, 3)``: correct pixels faded, wrong ones in the predicted class colour."""
     ignored = ignored_pixels(gt, ignore_index)
-    truth = colorize(gt, palette, ignored).astype(np.float64)
-    faded = np.round(truth + (255.0 - truth) * FADE).astype(np.uint8)
     wrong = (gt != pred) & ~ignored
-    image = np.where(wrong[..., None], colorize(pred, palette, ignored), faded)
+    image = np.where(wrong[..., None], colorize(pred, palette, ignored), colorize(gt, faded(palette), ignored))
     image[ignored] = IGNORE_COLOR
     return image

@@ -224,3 +224,24 @@ def test_page_renders_in_headless_chromium(tmp_path):
     assert road.sum() > 1000
     if os.environ.get("SEGFUSE_KEEP_SCREENSHOT"):
         shutil.copy(screenshot, os.environ["SEGFUSE_KEEP_SCREENSHOT"])
+
+
+@pytest.mark.parametrize("num_colours", [4, 255, 256, 300])
+def test_mask_panels_are_palette_pngs_while_the_colours_fit(num_colours):
+    """Ground-truth and prediction panels are palette PNGs (the colours plus black for
+    ignored pixels in 256 entries) and RGB PNGs past that; both decode to ``colorize``."""
+    palette = np.random.default_rng(num_colours).integers(0, 256, (num_colours, 3), dtype=np.uint8)
+    gt, pred_a, _ = masks()
+    gt, pred = gt[0], np.where(pred_a[0] == 3, num_colours - 1, pred_a[0])  # the last colour drawn too
+    report = HtmlReport("t", examples=[ExampleSection("w", [MaskExample("m", gt, {"A": pred})])],
+                        palette=palette, ignore_index=255)
+    sources = re.findall(r'src="data:image/png;base64,([^"]*)"', report.render())
+    modes, images = [], []
+    for source in sources[:2]:  # ground truth, prediction
+        with Image.open(io.BytesIO(base64.b64decode(source))) as image:
+            modes.append(image.mode)
+            images.append(np.array(image.convert("RGB")))
+    assert modes == (["P", "P"] if num_colours < 256 else ["RGB", "RGB"])
+    ignored = gt == 255
+    np.testing.assert_array_equal(images[0], colorize(gt, palette, ignored))
+    np.testing.assert_array_equal(images[1], colorize(pred, palette, ignored))
