@@ -21,7 +21,7 @@ Stages:
   F.cross_entropy, peak memory; channels-last and the bf16 3D case; the confusion matrix at
   C=21 and at C=150 with 90 percent background against torch.bincount; registers / spills;
 * matrix: tests/kernels/test_cuda.py (the broad correctness matrix, a case past 2^31
-  elements) with a fresh SEGFUSE_TEST_SEED;
+  elements) with a fresh SEGFUSE_TEST_SEED, and every loss under CUDA fp16 / bf16 autocast;
 * bench: benchmarks/bench_cuda.py (DIR/cuda_bench.md);
 * sweep: BLOCK_S x num_warps of the softmax kernels with the time left, each checked
   against the default configuration's loss and gradient.
@@ -275,8 +275,10 @@ def stage_matrix(ctx: Context, record) -> int:
         env["SEGFUSE_TEST_DEVICE"] = "cpu"
         command += ["-p", "no:xdist", "-k",
                     "benchmarked_configuration and float32 or multiclass_matrix and C21-float32"]
-    elif importlib.util.find_spec("xdist") is not None:
-        command += ["-n", "4"]
+    else:  # and every loss under CUDA fp16 / bf16 autocast (issue 11)
+        command.insert(5, "tests/losses/test_edge_cases.py::test_every_loss_runs_forward_and_backward_under_cuda_autocast")
+        if importlib.util.find_spec("xdist") is not None:
+            command += ["-n", "4"]
     timeout = max(ctx.left() - 5, 5)
     message = ""
     try:

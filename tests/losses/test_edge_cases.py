@@ -213,3 +213,25 @@ def test_sum_of_losses_builds_a_weighted_sum():
     assert sum([segfuse.DiceLoss()]).weights == [1.0]
     with pytest.raises(TypeError):
         1 + segfuse.DiceLoss()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("name", sorted(_every_module()))
+def test_every_loss_runs_forward_and_backward_under_cuda_autocast(name, dtype):
+    """Issue 11 (2) on a GPU: every loss under fp16 / bf16 autocast with ignore_index gives
+    an fp32 finite loss and gradient, equal to the same half-precision logits outside autocast."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(2, 3, 1).cuda()
+    x = torch.randn(2, 2, 8, 8, device="cuda")
+    labels = torch.randint(0, 3, (2, 8, 8), device="cuda")
+    labels[0, :2] = 255
+    loss_fn = _every_module()[name]
+    with torch.autocast("cuda", dtype=dtype):
+        logits = conv(x)
+        loss = loss_fn(logits, labels)
+    loss.backward()
+    assert logits.dtype == dtype and loss.dtype == torch.float32 and torch.isfinite(loss)
+    assert torch.isfinite(conv.weight.grad).all()
+    reference = loss_fn(logits.detach(), labels)
+    torch.testing.assert_close(loss, reference, rtol=1e-5, atol=1e-6)
