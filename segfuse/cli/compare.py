@@ -212,23 +212,14 @@ def _html(comparison, plot: bytes, settings: Settings, args, pairs) -> bytes:
 
 def _write(comparison, document: dict, settings: Settings, args, pairs) -> None:
     from segfuse.report import comparison_plot
-    from segfuse.report.files import write_file_atomically, write_folder_atomically
+    from segfuse.cli.io_report import write_outputs
 
     plot = comparison_plot(comparison, args.score, settings.labels)
     page = None if settings.html is None else _html(comparison, plot, settings, args, pairs)
     files = {"comparison.json": (json.dumps(document, indent=2, allow_nan=False) + "\n").encode("utf-8")}
     files.update(_csv_files(comparison, pairs))
     files["per_class_delta.png"] = plot
-    inside = settings.out is not None and page is not None and settings.html.parent.resolve() == settings.out.resolve()
-    if inside:
-        files[settings.html.name] = page
-    try:
-        if settings.out is not None:
-            write_folder_atomically(settings.out, files)
-        if page is not None and not inside:
-            write_file_atomically(settings.html, page)
-    except OSError as error:
-        raise InputError(f"{error.filename or settings.out}: cannot write the report ({error.strerror or error})") from error
+    write_outputs(settings.out, files, settings.html, page)
 
 
 def _print_table(comparison, settings: Settings, score: str) -> None:

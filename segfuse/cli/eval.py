@@ -31,7 +31,7 @@ from segfuse.cli.eval_pairs import (
     stacked_counts,
 )
 from segfuse.cli.io_masks import MaskPair, Pairing
-from segfuse.cli.io_report import ReportRows, data_files, metrics_document, metrics_json, write_report
+from segfuse.cli.io_report import ALL_FILES, ReportRows, data_files, metrics_document, metrics_json, write_outputs
 from segfuse.metrics.scores import SemanticScores, per_image_scores, per_image_sums, semantic_scores
 
 __all__ = ["add_parser", "run", "sample_folder"]
@@ -376,19 +376,7 @@ def _write(evaluation: Evaluation, document: dict, settings: Settings, pairing: 
     files = {**data_files(evaluation.scores, document, evaluation.rows, distances), **plots}
     page = None if settings.html is None else _html(evaluation, document, plots, settings, pairing, args, used,
                                                     official, distances)
-    inside = page is not None and settings.out is not None and settings.html.parent.resolve() == settings.out.resolve()
-    if inside:
-        files[settings.html.name] = page
-    try:
-        if settings.out is not None:
-            write_report(settings.out, files)
-        if page is not None and not inside:
-            from segfuse.report.files import write_file_atomically
-
-            write_file_atomically(settings.html, page)
-    except OSError as error:
-        where = error.filename or settings.out
-        raise InputError(f"{where}: cannot write the report ({error.strerror or error})") from error
+    write_outputs(settings.out, files, settings.html, page, stale=ALL_FILES)
 
 
 def _evaluate(args) -> int:

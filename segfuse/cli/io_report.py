@@ -16,9 +16,6 @@ import csv
 import io
 import json
 import math
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -184,36 +181,24 @@ def data_files(scores, document: dict, per_image: ReportRows, distances=None) ->
     }
 
 
-def _move_into_place(staging: Path, out: Path) -> None:
-    if not out.exists():
-        os.rename(staging, out)
-        return
-    for name in ALL_FILES:
-        if (staging / name).exists():
-            os.replace(staging / name, out / name)
-        elif (out / name).exists():  # a plot of an earlier run would not match these numbers
-            (out / name).unlink()
-    staging.rmdir()
+def write_outputs(out: Path | None, files: Mapping[str, bytes], html: Path | None = None, page: bytes | None = None,
+                  stale: Sequence[str] = ()) -> None:
+    """The report folder ``out`` (when given) all or nothing, and the page ``html`` (when
+    built): among the folder's files when it lies in ``out``, else written on its own.
 
+    ``stale``: report files of an earlier run that this run does not write are removed
+    from ``out``. An unwritable path is an InputError that names it.
+    """
+    from segfuse.report.files import write_file_atomically, write_folder_atomically
 
-def _use_umask(folder: Path) -> None:
-    """mkdtemp makes the folder private (0700); give it the permissions mkdir would."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(folder, 0o777 & ~mask)
-
-
-def write_report(out: Path, files: Mapping[str, bytes]) -> None:
-    """Write ``{name: data}`` (names from ``ALL_FILES``) to ``out`` atomically (see the module Convention)."""
-    if out.exists() and not out.is_dir():
+    if out is not None and out.exists() and not out.is_dir():
         raise InputError(f"{out}: --out exists and is not a folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    inside = page is not None and out is not None and html.parent.resolve() == out.resolve()
+    files = {**files, html.name: page} if inside else dict(files)
     try:
-        _use_umask(staging)
-        for name, data in files.items():
-            (staging / name).write_bytes(data)
-        _move_into_place(staging, out)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
+        if out is not None:
+            write_folder_atomically(out, files, stale)
+        if page is not None and not inside:
+            write_file_atomically(html, page)
+    except OSError as error:
+        raise InputError(f"{error.filename or out}: cannot write the report ({error.strerror or error})") from error

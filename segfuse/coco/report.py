@@ -21,14 +21,12 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from segfuse.coco._params import recall_thresholds
+from segfuse.report.files import staged_folder
 
 REPORT_FILES = ("results.json", "per_class.csv", "detections.csv", "ground_truths.csv", "pr_curves.csv",
                 "f1_confidence.csv", "pr_curves.png", "pr_per_class.png", "f1_confidence.png")
@@ -52,15 +50,8 @@ def write_report(result, out, analysis=None, plots: bool = True) -> list[Path]:
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out}: the report folder exists and is not a folder")
     analysis = result.analysis() if analysis is None else analysis
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
-    try:
-        _use_umask(staging)
+    with staged_folder(out) as staging:
         names = _write_files(staging, result, analysis, plots)
-        _move_into_place(staging, out, names)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
     return [out / name for name in names]
 
 
@@ -116,22 +107,6 @@ def _write_csv(path: Path, header, rows) -> None:
 def _write_columns(path: Path, columns: dict) -> None:
     names = list(columns)
     _write_csv(path, names, zip(*(columns[n].tolist() if hasattr(columns[n], "tolist") else columns[n] for n in names)))
-
-
-def _move_into_place(staging: Path, out: Path, names: list[str]) -> None:
-    if not out.exists():
-        os.rename(staging, out)
-        return
-    for name in names:
-        os.replace(staging / name, out / name)
-    staging.rmdir()
-
-
-def _use_umask(folder: Path) -> None:
-    """mkdtemp makes the folder private (0700); give it the permissions mkdir would."""
-    mask = os.umask(0)
-    os.umask(mask)
-    os.chmod(folder, 0o777 & ~mask)
 
 
 # ----------------------------------------------------------------------------------------------- plots

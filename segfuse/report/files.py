@@ -4,7 +4,9 @@ Convention:
     A single file is written to a temporary name in its folder and renamed into place
     (``os.replace``, atomic on one file system). A set of files is written into a fresh
     temporary folder beside the target; a new target folder is then renamed into place,
-    an existing one receives each file by ``os.replace`` (other files in it are kept).
+    an existing one receives each file by ``os.replace``. Other files in it are kept, except
+    those named ``stale`` (an earlier run's files that this run does not write, such as a
+    plot that would not match the new numbers), which are removed. On an error nothing moves.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Iterator, Mapping
 
 
 def _use_umask(path: Path, mode: int) -> None:
@@ -39,8 +42,10 @@ def write_file_atomically(path: Path, data: bytes) -> Path:
     return path
 
 
-def write_folder_atomically(out: Path, files: Mapping[str, bytes]) -> Path:
-    """Write ``{name: data}`` into the folder ``out``, all or nothing (see the module Convention)."""
+@contextmanager
+def staged_folder(out: Path, stale: Iterable[str] = ()) -> Iterator[Path]:
+    """A fresh folder beside ``out`` to write a set of files into; they go into ``out`` when
+    the block ends without an error (see the module Convention)."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"{out}: exists and is not a folder")
@@ -48,14 +53,24 @@ def write_folder_atomically(out: Path, files: Mapping[str, bytes]) -> Path:
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         _use_umask(staging, 0o777)
-        for name, data in files.items():
-            (staging / name).write_bytes(data)
+        yield staging
         if not out.exists():
             os.rename(staging, out)
-            return out
-        for name in files:
+            return
+        written = {path.name for path in staging.iterdir()}
+        for name in written:
             os.replace(staging / name, out / name)
+        for name in set(stale) - written:
+            (out / name).unlink(missing_ok=True)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
-    return out
+
+
+def write_folder_atomically(out: Path, files: Mapping[str, bytes], stale: Iterable[str] = ()) -> Path:
+    """Write ``{name: data}`` into the folder ``out``, all or nothing; remove the ``stale``
+    names this set does not hold (see the module Convention)."""
+    with staged_folder(out, stale) as staging:
+        for name, data in files.items():
+            (staging / name).write_bytes(data)
+    return Path(out)

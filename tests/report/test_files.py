@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from segfuse.report.files import write_file_atomically, write_folder_atomically
+from segfuse.report.files import staged_folder, write_file_atomically, write_folder_atomically
 
 
 def test_folder_is_written_whole_or_not_at_all(tmp_path, monkeypatch):
@@ -35,3 +35,15 @@ def test_file_replaces_atomically_and_refuses_a_file_as_folder(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError):
         write_folder_atomically(tmp_path / "file", {"a": b""})
+
+
+def test_stale_names_are_removed_only_when_this_set_does_not_write_them(tmp_path):
+    out = write_folder_atomically(tmp_path / "out", {"a.png": b"1", "b.png": b"2", "notes.txt": b"mine"})
+    write_folder_atomically(out, {"a.png": b"3"}, stale=("a.png", "b.png"))
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "notes.txt"]  # b.png gone, notes.txt kept
+    assert (out / "a.png").read_bytes() == b"3"
+    with pytest.raises(RuntimeError):
+        with staged_folder(out, stale=("a.png",)) as staging:
+            (staging / "c.png").write_bytes(b"4")
+            raise RuntimeError("interrupted")
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "notes.txt"]  # nothing moved, nothing removed
