@@ -25,9 +25,13 @@ capped lists coincide are computed once.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from segfuse.coco._ragged import local_index, offsets_from_lengths
+from segfuse.coco._params import recall_thresholds as default_recall_thresholds
+
+from segfuse.coco._ragged import offsets_from_lengths, restart_cumsum, run_starts
 
 CHUNK_ELEMENTS = 1 << 22  # (row, detection) cells scanned for matches at a time
 
@@ -63,40 +67,43 @@ class Curves:
         return self._sums
 
     def _precision_sums(self) -> np.ndarray:
+        """Slot c of a group's table is read by the recall thresholds whose need is c (c <= its TP
+        count; larger needs read the closing 0): their number, two binary searches in the needs
+        of the group's (area, category) laid end to end, weighs the slot."""
         n_areas, n_thr, n_unique, n_cat, n_rec = self._shape
         t = self._tables
-        need = self._need  # (A, K, R)
-        distinct = np.ones(need.shape, dtype=bool)
-        distinct[:, :, 1:] = need[:, :, 1:] != need[:, :, :-1]
-        ak, r = np.nonzero(distinct.reshape(n_areas * n_cat, n_rec))
-        value = need.reshape(n_areas * n_cat, n_rec)[ak, r]
-        bounds = offsets_from_lengths(np.bincount(ak, minlength=n_areas * n_cat))
-        multiplicity = np.diff(np.append(r, n_rec))
-        multiplicity[bounds[1:][bounds[1:] > 0] - 1] = n_rec - r[bounds[1:][bounds[1:] > 0] - 1]
-        groups = np.arange(len(t["n_tp"]))
-        k = groups % n_cat
-        row = (groups // n_cat) % (n_areas * n_thr)
-        key = (row // n_thr) * n_cat + k
-        count = bounds[key + 1] - bounds[key]
-        owner = np.repeat(groups, count)
-        entry = np.repeat(bounds[key], count) + local_index(offsets_from_lengths(count))
-        index = t["start"][owner] + np.minimum(value[entry], t["n_tp"][owner] + 1)
-        sums = np.bincount(owner, weights=t["q"][index] * multiplicity[entry], minlength=len(groups))
-        sums = sums.reshape(n_unique, n_areas, n_thr, n_cat)[np.asarray(self._source)]  # (M, A, T, K)
+        need = self._need.reshape(n_areas * n_cat, n_rec)  # ascending along R
+        width = int(need[:, -1].max(initial=0)) + 2
+        keys = (need + (np.arange(n_areas * n_cat) * width)[:, None]).reshape(-1)  # ascending
+        n_groups = len(t["n_tp"])
+        sizes = t["n_tp"] + 2
+        owner = np.arange(n_groups).repeat(sizes)
+        c = np.arange(len(t["q"])) - t["start"].repeat(sizes)
+        ak = ((owner // (n_cat * n_thr)) % n_areas) * n_cat + owner % n_cat
+        slot_key = ak * width + np.minimum(c, width - 1)
+        reads = keys.searchsorted(slot_key, side="right") - keys.searchsorted(slot_key - 1, side="right")
+        sums = np.bincount(owner, weights=t["q"] * reads, minlength=n_groups)
+        sums = sums.reshape(n_unique, n_areas, n_thr, n_cat)[self._source]  # (M, A, T, K)
         sums *= self.present.T[None, :, None, :]
         return sums.transpose(2, 1, 0, 3)
+
+    def _cell_groups(self) -> np.ndarray:
+        """(B, S) group id (u * B + row) * K + k of output cell (row, u * K + k)."""
+        n_areas, n_thr, n_unique, n_cat, _ = self._shape
+        n_rows, seg = n_areas * n_thr, np.arange(n_unique * n_cat)
+        return ((seg // n_cat)[None, :] * n_rows + np.arange(n_rows)[:, None]) * n_cat + (seg % n_cat)[None, :]
 
     def _score_table(self) -> np.ndarray:
         t = self._tables
         table = np.zeros(len(t["q"]))
         table[t["slot"]] = t["tp_scores"]
-        table[t["start"][t["cell_group"]]] = t["first_score"][None, :]  # recall 0: the first detection (0 if none)
+        table[t["start"][self._cell_groups()]] = t["first_score"][None, :]  # recall 0: the first detection (0 if none)
         return table
 
     def _materialize(self, table: np.ndarray) -> np.ndarray:
         n_areas, n_thr, n_unique, n_cat, n_rec = self._shape
         t = self._tables
-        cell = t["cell_group"]  # (B, S)
+        cell = self._cell_groups()  # (B, S)
         need = np.tile(self._need, (1, n_unique, 1))[np.arange(n_areas * n_thr) // n_thr]  # (B, S, R)
         index = np.minimum(need, (t["n_tp"][cell] + 1)[:, :, None])
         index += t["start"][cell][:, :, None]
@@ -134,21 +141,19 @@ def accumulate(matched: np.ndarray, gt_ignore: np.ndarray, gt_ids: np.ndarray, d
     seg_start = offsets_from_lengths(seg_len)[:-1]  # in the lists laid end to end
     first_score = np.zeros(n_seg)
     has = seg_len > 0
-    first_score[has] = scores[order[np.concatenate([np.flatnonzero(keep) for keep in lists])[seg_start[has]]]]
+    first_score[has] = scores[order[np.concatenate([keep.nonzero()[0] for keep in lists])[seg_start[has]]]]
     out_prefix = _outside_prefix(dt_outside[:, order], lists)  # (A, L + 1)
     entries = _matched_entries(matched, gt_ignore, gt_ids, dt_outside, order, n_thr)
     tp = _true_positives(entries, lists, category, seg_start, out_prefix, n_rows, n_thr, n_cat)
-    tables = _tables(tp, n_rows, n_seg, n_cat)
+    tables = _tables(tp, n_rows * n_seg)
     tables.update(tp_scores=scores[order][tp["position"]], first_score=first_score)
     present = n_positive > 0  # (K, A)
-    positives = np.tile(np.maximum(n_positive, 1).T, (1, n_unique))[np.arange(n_rows) // n_thr]  # (B, S)
-    recall = tables["n_tp"][tables["cell_group"]] / positives
-    area, seg = np.nonzero(np.tile(~present.T, (1, n_unique)))
-    recall.reshape(n_areas, n_thr, n_seg)[area, :, seg] = -1
-    recall = recall.reshape(n_areas, n_thr, n_unique, n_cat)
+    positives = np.maximum(n_positive, 1).T  # (A, K)
+    n_tp = tables["n_tp"].reshape(n_unique, n_areas, n_thr, n_cat).transpose(1, 2, 0, 3)  # (A, T, U, K)
+    recall = np.where(present.T[:, None, None, :], n_tp / positives[:, None, None, :], -1.0)
     if n_unique != len(max_dets):
-        recall = recall[:, :, np.asarray(source)]
-    need = counts_needed(np.maximum(n_positive, 1).T, recall_thresholds)  # (A, K, R)
+        recall = recall[:, :, source]
+    need = _needs(positives, recall_thresholds)  # (A, K, R)
     return Curves(tables, need, present, source, (n_areas, n_thr, n_unique, n_cat, n_rec), recall.transpose(1, 3, 0, 2))
 
 
@@ -170,7 +175,7 @@ def _outside_prefix(outside_in_order: np.ndarray, lists) -> np.ndarray:
     parts = [outside_in_order[:, keep] for keep in lists]
     flags = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
     prefix = np.zeros((flags.shape[0], flags.shape[1] + 1), dtype=np.int64)
-    np.cumsum(flags, axis=1, out=prefix[:, 1:])
+    flags.cumsum(axis=1, out=prefix[:, 1:])
     return prefix
 
 
@@ -187,7 +192,7 @@ def _matched_entries(matched, gt_ignore, gt_ids, dt_outside, order, n_thr) -> di
     rows, positions, gts = [], [], []
     for a in range(0, n_rows, step):
         block = flat[a : a + step][:, order]
-        row, position = np.nonzero(block >= 0)
+        row, position = (block >= 0).nonzero()
         rows.append(row + a)
         positions.append(position)
         gts.append(block[row, position])
@@ -208,22 +213,18 @@ def _true_positives(entries, lists, category, seg_start, out_prefix, n_rows, n_t
     All lists at once: entry e belongs to list u if its detection is in it; entries stay
     ordered by (list, row, position), so groups (u, row, category) are contiguous.
     """
-    keep = np.stack(lists)  # (U, D) over ``order``
-    u, e = np.nonzero(keep[:, entries["position"]])
+    keep = np.array(lists)  # (U, D) over ``order``
+    u, e = keep[:, entries["position"]].nonzero()
     row, position = entries["row"][e], entries["position"][e]
-    offsets = np.concatenate(([0], np.cumsum(keep.sum(axis=1))[:-1]))
-    at = (np.cumsum(keep, axis=1) - 1)[u, position] + offsets[u]  # position in the lists laid end to end
+    within = keep.cumsum(axis=1)
+    offsets = within[:, -1].cumsum() - within[:, -1] if keep.shape[1] else np.zeros(len(keep), np.int64)
+    at = within[u, position] - 1 + offsets[u]  # position in the lists laid end to end
     cat = category[position]
     group = (u * n_rows + row) * n_cat + cat
     is_tp, weight = entries["tp"][e], entries["weight"][e]
-    new = np.ones(len(group), dtype=bool)
-    new[1:] = group[1:] != group[:-1]
-    first = np.flatnonzero(new)
-    length = np.diff(np.append(first, len(group)))
-    running = np.cumsum(weight)  # over the group, this entry included
-    running -= np.repeat(running[first] - weight[first], length)
-    tp_rank = np.cumsum(is_tp)
-    tp_rank -= np.repeat(tp_rank[first] - is_tp[first], length)
+    first, length = run_starts(group)
+    running = restart_cumsum(weight, first, length)  # over the group, this entry included
+    tp_rank = restart_cumsum(is_tp, first, length)
     area = row // n_thr
     start = seg_start[u * n_cat + cat]
     outside = out_prefix[area, at + 1] - out_prefix[area, start]
@@ -232,26 +233,32 @@ def _true_positives(entries, lists, category, seg_start, out_prefix, n_rows, n_t
     return {"group": group[is_tp], "value": j / (j + fp + np.spacing(1)), "position": position[is_tp]}
 
 
-def _tables(tp: dict, n_rows: int, n_seg: int, n_cat: int) -> dict:
+def _tables(tp: dict, n_groups: int) -> dict:
     """Per TP group (numbered (u * B + row) * K + k): [value at c = 0, suffix maxima at c = 1..n, closing 0]."""
     group = tp["group"]
-    n_groups = n_rows * n_seg
     n_tp = np.bincount(group, minlength=n_groups)
     tp_offsets = offsets_from_lengths(n_tp)
     start = tp_offsets[:-1] + 2 * np.arange(n_groups)
     slot = np.arange(len(group)) + 2 * group + 1
     size = int(start[-1] + n_tp[-1] + 2) if n_groups else 1
     q = np.zeros(size)
-    q[slot] = _group_suffix_max(tp["value"], tp_offsets)
+    q[slot] = _group_suffix_max(tp["value"], group, tp_offsets)
     nonempty = n_tp > 0
     q[start[nonempty]] = q[start[nonempty] + 1]  # recall 0: the maximum over all TPs
-    return {"q": q, "start": start, "n_tp": n_tp, "slot": slot, "cell_group": _cell_groups(n_rows, n_seg, n_cat)}
+    return {"q": q, "start": start, "n_tp": n_tp, "slot": slot}
 
 
-def _cell_groups(n_rows: int, n_seg: int, n_cat: int) -> np.ndarray:
-    """(B, S) group id (u * B + row) * K + k of output cell (row, u * K + k)."""
-    seg = np.arange(n_seg)
-    return ((seg // n_cat)[None, :] * n_rows + np.arange(n_rows)[:, None]) * n_cat + (seg % n_cat)[None, :]
+def _needs(positives: np.ndarray, recall_thresholds: np.ndarray) -> np.ndarray:
+    """``counts_needed``, from a cache per positive count at pycocotools' default recall thresholds."""
+    if recall_thresholds is not default_recall_thresholds():
+        return counts_needed(positives, recall_thresholds)
+    rows = [_default_needs(p) for p in positives.ravel().tolist()]
+    return np.array(rows).reshape(*positives.shape, len(recall_thresholds))
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _default_needs(positives: int) -> np.ndarray:
+    return counts_needed(np.array(positives), default_recall_thresholds())
 
 
 def counts_needed(positives: np.ndarray, recall_thresholds: np.ndarray) -> np.ndarray:
@@ -270,16 +277,17 @@ def counts_needed(positives: np.ndarray, recall_thresholds: np.ndarray) -> np.nd
         c = c - lower + higher
 
 
-def _group_suffix_max(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Running maximum from the right within each contiguous group (exact)."""
+def _group_suffix_max(values: np.ndarray, owner: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Running maximum from the right within each contiguous group (exact): ``owner`` (n,) the
+    ascending group of each value, ``offsets`` the groups' bounds. Values are replaced by their
+    ranks (ties broken arbitrarily: tied values are equal), made comparable across groups by
+    adding a group offset that later groups keep below earlier ones."""
     n = len(values)
-    if not n:
+    if n < 2 or (offsets[1:] - offsets[:-1]).max() == 1:
         return values
-    lengths = np.diff(offsets)
-    if lengths.max() == 1:
-        return values
-    owner = np.repeat(np.arange(len(lengths)), lengths)
-    unique, rank = np.unique(values, return_inverse=True)
-    key = (len(lengths) - 1 - owner) * len(unique) + rank.reshape(-1)
+    order = values.argsort()
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    key = (int(owner[-1]) - owner) * n + rank
     suffix = np.maximum.accumulate(key[::-1])[::-1]
-    return unique[suffix % len(unique)]
+    return values[order[suffix % n]]

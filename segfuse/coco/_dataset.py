@@ -230,8 +230,7 @@ def load_catalog(data: dict, params: EvalParams) -> Catalog:
     image_ids = int_ids([img["id"] for img in images], lambda i: f"image #{i}", "id")
     _unique(image_ids, "image ids")
     order = np.argsort(image_ids, kind="stable")
-    heights = _sizes(images, order, "height")
-    widths = _sizes(images, order, "width")
+    heights, widths = _sizes(images, order)
     for i, cat in enumerate(categories):
         _require(cat, ("id",), f"category #{i}")
     category_ids = int_ids([c["id"] for c in categories], lambda i: f"category #{i}", "id")
@@ -280,18 +279,23 @@ def _remap_keys(keys, catalog, image_map, cat_map, selected) -> np.ndarray:
     return np.sort(selected.pair_keys(image[keep], cat[keep]))
 
 
-def _sizes(images, order, key: str) -> np.ndarray:
-    try:
-        values = np.array([images[i].get(key, 0) for i in order.tolist()], dtype=np.float64)
-    except (TypeError, ValueError):
-        values = np.full(len(order), np.nan)
+def _sizes(images, order) -> tuple[np.ndarray, np.ndarray]:
+    """(heights, widths) of the images in ``order``, int64 (0 where absent)."""
+    sizes = []
+    for key in ("height", "width"):
+        try:
+            sizes.append(np.array([images[i].get(key, 0) for i in order.tolist()], dtype=np.float64))
+        except (TypeError, ValueError):
+            sizes.append(np.full(len(order), np.nan))
+    values = np.array(sizes).reshape(2, len(order))
     with np.errstate(invalid="ignore"):
         ints = values.astype(np.int64)
     bad = (ints != values) | (values < 0)  # NaN and inf differ from any integer
     if bad.any():
-        i = int(order[np.flatnonzero(bad)[0]])
+        which, at = np.argwhere(bad)[0]
+        i, key = int(order[at]), ("height", "width")[which]
         raise ValueError(f"image id={images[i]['id']}: {key} must be an integer >= 0, got {images[i].get(key)!r}")
-    return ints
+    return ints[0], ints[1]
 
 
 def _frequencies(categories) -> list:
@@ -497,13 +501,13 @@ def _indices(anns, catalog: Catalog, name, what: str) -> tuple[np.ndarray, np.nd
     image_ids = int_ids(_values(anns, "image_id"), name, "image_id")
     category_ids = int_ids(_values(anns, "category_id"), name, "category_id")
     image = _lookup(catalog.image_ids, image_ids)
-    missing = np.flatnonzero(image < 0)
+    missing = (image < 0).nonzero()[0]
     if len(missing):
         unknown = sorted(set(image_ids[missing].tolist()))[:5]
         hint = " (wrong dataset?)" if what == "results" else ""
         raise ValueError(f"{what} refer to image ids not in the ground truth{hint}: {unknown}; first is {name(missing[0])}")
     category = _lookup(catalog.category_ids, category_ids)
-    missing = np.flatnonzero(category < 0)
+    missing = (category < 0).nonzero()[0]
     if len(missing):
         unknown = sorted(set(category_ids[missing].tolist()))[:5]
         raise ValueError(f"{what} use category ids not in the ground truth's categories: {unknown}; first is {name(missing[0])}")
@@ -512,10 +516,10 @@ def _indices(anns, catalog: Catalog, name, what: str) -> tuple[np.ndarray, np.nd
 
 def _lookup(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
     """Index of each id in sorted_ids, -1 where absent."""
-    position = np.searchsorted(sorted_ids, ids)
-    found = position < len(sorted_ids)
-    found[found] = sorted_ids[position[found]] == ids[found]
-    return np.where(found, position, -1)
+    if not len(sorted_ids):
+        return np.full(len(ids), -1, dtype=np.int64)
+    position = np.minimum(sorted_ids.searchsorted(ids), len(sorted_ids) - 1)
+    return np.where(sorted_ids[position] == ids, position, -1)
 
 
 def _boxes(anns, name, fallback=None) -> np.ndarray:

@@ -22,7 +22,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from segfuse.coco._overlap import Pairs
-from segfuse.coco._ragged import offsets_from_lengths
+from segfuse.coco._ragged import offsets_from_lengths, run_starts
 
 
 class Candidates(NamedTuple):
@@ -71,41 +71,31 @@ def greedy_match(pairs: Pairs, dt_rank: np.ndarray, gt_ignore: np.ndarray, gt_cr
 
 def _choose(busy: np.ndarray, preferred: np.ndarray, block: np.ndarray) -> np.ndarray:
     """Per block (contiguous ids), the last free preferred position, else the last free one."""
-    free = np.flatnonzero(~busy)
+    free = (~busy).nonzero()[0]
     if not len(free):
         return free
-    owner = block[free]
-    heads = np.flatnonzero(_starts(owner))
+    heads, _ = run_starts(block[free])
     key = free + preferred[free] * len(busy)
     return np.maximum.reduceat(key, heads) % len(busy)
 
 
 def _candidates(pairs: Pairs, dt_rank: np.ndarray, thresholds: np.ndarray) -> Candidates:
     """Candidate triples for ascending ``thresholds``: pair p passes thresholds [0, passed[p])."""
-    keep = np.flatnonzero(pairs.iou >= thresholds[0]) if len(thresholds) else np.zeros(0, np.int64)
+    keep = (pairs.iou >= thresholds[0]).nonzero()[0] if len(thresholds) else np.zeros(0, np.int64)
     d, g, iou = pairs.dt[keep], pairs.gt[keep], pairs.iou[keep]
     order = np.lexsort((g, iou, d, dt_rank[d]))
     d, g, iou = d[order], g[order], iou[order]
-    passed = np.searchsorted(thresholds, iou, side="right")
-    new = _starts(d)
-    group = np.cumsum(new) - 1
-    group_end = np.append(np.flatnonzero(new)[1:], len(d)) if len(d) else np.zeros(0, np.int64)
+    passed = thresholds.searchsorted(iou, side="right")
+    starts, sizes = run_starts(d)
+    group = np.arange(len(starts)).repeat(sizes)
     n_thr = len(thresholds)
     key = group * (n_thr + 1) + passed
-    wanted = (np.arange(len(group_end))[:, None] * (n_thr + 1) + np.arange(1, n_thr + 1)[None, :]).reshape(-1)
-    first = np.searchsorted(key, wanted, side="left")
-    lengths = np.repeat(group_end, n_thr) - first
-    block = np.repeat(np.arange(len(first)), lengths)
-    flat = np.repeat(first, lengths) + np.arange(len(block)) - np.repeat(offsets_from_lengths(lengths)[:-1], lengths)
+    wanted = (np.arange(len(starts))[:, None] * (n_thr + 1) + np.arange(1, n_thr + 1)[None, :]).reshape(-1)
+    first = key.searchsorted(wanted, side="left")
+    lengths = (starts + sizes).repeat(n_thr) - first
+    block = np.arange(len(first)).repeat(lengths)
+    flat = np.arange(len(block)) + (first - offsets_from_lengths(lengths)[:-1]).repeat(lengths)
     rank = dt_rank[d[flat]]
-    rank_bounds = np.append(np.flatnonzero(_starts(rank)), len(rank)) if len(rank) else np.zeros(1, np.int64)
+    rank_starts, _ = run_starts(rank)
+    rank_bounds = np.concatenate((rank_starts, [len(rank)]))
     return Candidates(d[flat], g[flat], block % max(n_thr, 1), block, rank_bounds)
-
-
-def _starts(values: np.ndarray) -> np.ndarray:
-    """(n,) bool: where a run of equal values starts."""
-    new = np.empty(len(values), dtype=bool)
-    if len(values):
-        new[0] = True
-        np.not_equal(values[1:], values[:-1], out=new[1:])
-    return new

@@ -62,6 +62,20 @@ class EvalParams:
     dilation_ratio: float = 0.02
 
     @cached_property
+    def iou_range_label(self) -> str:
+        """"0.50:0.95": the first and last threshold, as the summary prints them."""
+        return f"{float(self.iou_thresholds[0]):0.2f}:{float(self.iou_thresholds[-1]):0.2f}"
+
+    @cached_property
+    def positions(self) -> tuple[dict, dict, dict]:
+        """Where each IoU threshold (float), area label and cap sits: value -> list of indices."""
+        found = ({}, {}, {})
+        for index, values in zip(found, (self.iou_thresholds.tolist(), self.area_labels, self.max_dets)):
+            for i, value in enumerate(values):
+                index.setdefault(value, []).append(i)
+        return found
+
+    @cached_property
     def threshold_keys(self) -> list[str]:
         return [threshold_key(t) for t in self.iou_thresholds]
 

@@ -7,7 +7,7 @@ the evaluation has at least ``AUTO_MIN_IMAGES`` images; True forces it, False hi
 from __future__ import annotations
 
 import sys
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 AUTO_MIN_IMAGES = 500
 
@@ -18,12 +18,17 @@ def wanted(progress, n_images: int) -> bool:
     return bool(progress)
 
 
-@contextmanager
 def bar(enabled: bool, description: str, total: int):
-    """Yield ``advance(n)``; a transient rich bar when enabled, a no-op otherwise."""
-    if not enabled:
-        yield lambda n=1: None
-        return
+    """A context giving ``advance(n)``: a transient rich bar when enabled, a no-op otherwise."""
+    return _rich_bar(description, total) if enabled else nullcontext(_ignore)
+
+
+def _ignore(n: int = 1) -> None:
+    return None
+
+
+@contextmanager
+def _rich_bar(description: str, total: int):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())

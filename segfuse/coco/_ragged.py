@@ -62,3 +62,25 @@ def chunk_bounds(weights: np.ndarray, size: int) -> np.ndarray:
     last = int(total[-1]) if len(total) else 0
     cuts = np.searchsorted(total, np.arange(1, last // size + 1) * size, side="right")
     return np.unique(np.r_[0, cuts, len(weights)]).astype(np.int64)
+
+
+def run_starts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Start and length of each run of equal consecutive values."""
+    if not len(values):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    new = np.empty(len(values), dtype=bool)
+    new[0] = True
+    np.not_equal(values[1:], values[:-1], out=new[1:])
+    first = new.nonzero()[0]
+    ends = np.empty_like(first)
+    ends[:-1] = first[1:]
+    ends[-1] = len(values)
+    return first, ends - first
+
+
+def restart_cumsum(values: np.ndarray, first: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """Inclusive cumulative sum that restarts at each run (``run_starts``' ``first`` and ``length``)."""
+    total = values.cumsum()
+    if len(total):
+        total -= (total[first] - values[first]).repeat(length)
+    return total

@@ -48,8 +48,9 @@ def coco_stats(curves, params: EvalParams) -> dict[str, float]:
     for key, (ap, thr, area, which) in zip(STAT_KEYS, _LINES):
         stats[key] = means.get(ap, thr, area, _cap(params, which))
     stats[headline_key(params)] = means.get(1, None, "all", params.max_dets[-1])
-    for thr, key in zip(params.iou_thresholds, params.threshold_keys):
-        stats[key] = means.get(1, thr, "all", _cap(params, 2))
+    cap = _cap(params, 2)
+    for thr, key in zip(params.iou_thresholds.tolist(), params.threshold_keys):
+        stats[key] = means.get(1, thr, "all", cap)
     return stats
 
 
@@ -64,7 +65,7 @@ def lvis_stats(curves, params: EvalParams, frequency: list) -> dict[str, float]:
         stats[key] = means.get(1, None, "all", cap, np.array([f == group for f in frequency], dtype=bool))
     for area, key in (("all", f"AR@{cap}"), ("small", f"ARs@{cap}"), ("medium", f"ARm@{cap}"), ("large", f"ARl@{cap}")):
         stats[key] = means.get(0, None, area, cap)
-    for thr, key in zip(params.iou_thresholds, params.threshold_keys):
+    for thr, key in zip(params.iou_thresholds.tolist(), params.threshold_keys):
         stats[key] = means.get(1, thr, "all", cap)
     return stats
 
@@ -91,11 +92,8 @@ class _Means:
         self.counts = ar_count.tolist(), ar_count.sum(axis=0).tolist()
         self.n_rec = len(recall_thresholds())
         self.n_present = (self.present.sum(axis=0) * self.n_rec).tolist()  # [A] defined precision values
-        self.rows = {}
-        for i, t in enumerate(params.iou_thresholds.tolist()):
-            self.rows.setdefault(t, []).append(i)
-        self.areas = {label: [i for i, x in enumerate(params.area_labels) if x == label] for label in params.area_labels}
-        self.caps = {m: [i for i, x in enumerate(params.max_dets) if x == m] for m in params.max_dets}
+        self.rows, self.areas, self.caps = params.positions
+        self.n_thr = len(params.iou_thresholds)
 
     def get(self, ap: int, thr, area: str, cap: int, categories=None) -> float:
         aind, mind = self.areas.get(area, []), self.caps.get(cap, [])
@@ -103,8 +101,8 @@ class _Means:
             values = self.curves.precision() if ap else self.curves.recall
             return _summarize(values, self.params, ap, thr, area, cap, categories)
         a, m = aind[0], mind[0]
-        rows = None if thr is None else self.rows.get(float(thr), [])
-        n_rows = len(self.params.iou_thresholds) if rows is None else len(rows)
+        rows = None if thr is None else self.rows.get(thr, ())
+        n_rows = self.n_thr if rows is None else len(rows)
         if ap and categories is not None:
             chosen = self.present[:, a] & categories
             picked = self.per_category[:, a, m] if rows is None else self.per_category[rows, a, m]
@@ -169,12 +167,12 @@ def _summarize(values, params: EvalParams, ap: int, thr, area: str, cap: int, ca
     return -1.0 if len(defined) == 0 else float(np.mean(defined))
 
 
+_TITLES = {1: " Average Precision  (AP)", 0: " Average Recall     (AR)"}
+
+
 def _line(ap, thr, area, cap, value, params: EvalParams, categories: str = "") -> str:
-    title = "Average Precision" if ap else "Average Recall"
-    kind = "(AP)" if ap else "(AR)"
-    thresholds = params.iou_thresholds
-    iou = f"{thresholds[0]:0.2f}:{thresholds[-1]:0.2f}" if thr is None else f"{thr:0.2f}"
-    return f" {title:<18} {kind} @[ IoU={iou:<9} | area={area:>6s} | maxDets={cap:>3d}{categories} ] = {value:0.3f}"
+    iou = params.iou_range_label if thr is None else f"{float(thr):0.2f}"
+    return f"{_TITLES[ap]} @[ IoU={iou:<9} | area={area:>6s} | maxDets={cap:>3d}{categories} ] = {value:0.3f}"
 
 
 def _lvis_lines(stats: dict, params: EvalParams) -> list[str]:

@@ -61,7 +61,6 @@ class CocoEvaluation:
 
     stats: dict
     recall: np.ndarray
-    per_category: dict
     params: EvalParams = field(repr=False)
     _catalog: Catalog = field(default=None, repr=False)
     _matched: Matched = field(default=None, repr=False)
@@ -70,6 +69,13 @@ class CocoEvaluation:
     _analyses: dict = field(default_factory=dict, repr=False)
     _curves: object = field(default=None, repr=False)
     _arrays: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def per_category(self) -> dict:
+        """Category id -> {"name", "AP", "AP{t}"...}; built on first use."""
+        if "per_category" not in self._arrays:
+            self._arrays["per_category"] = _per_category(self._curves, self._catalog, self.params)
+        return self._arrays["per_category"]
 
     @property
     def precision(self) -> np.ndarray:
@@ -186,8 +192,7 @@ def finish(catalog: Catalog, matched: Matched, params: EvalParams, results: tupl
         stats = lvis_stats(curves, params, catalog.frequency)
     else:
         stats = coco_stats(curves, params)
-    return CocoEvaluation(stats, curves.recall, _per_category(curves, catalog, params), params, catalog, matched,
-                          len(results[0]), results, _curves=curves)
+    return CocoEvaluation(stats, curves.recall, params, catalog, matched, len(results[0]), results, _curves=curves)
 
 
 def _accumulate_matches(catalog: Catalog, matched: Matched, params: EvalParams):
