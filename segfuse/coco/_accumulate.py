@@ -34,6 +34,7 @@ from segfuse.coco._params import recall_thresholds as default_recall_thresholds
 from segfuse.coco._ragged import offsets_from_lengths, restart_cumsum, run_starts
 
 CHUNK_ELEMENTS = 1 << 22  # (row, detection) cells scanned for matches at a time
+NEEDS_TABLE_SIZE = 2048  # positive counts whose needs at the default recall thresholds are tabled
 
 
 class Curves:
@@ -189,22 +190,20 @@ def _matched_entries(matched, gt_ignore, gt_ids, dt_outside, order, n_thr) -> di
     n_rows = n_areas * n_thr
     flat = matched.reshape(n_rows, n_dt)
     step = max(1, CHUNK_ELEMENTS // max(n_dt, 1))
-    rows, positions, gts = [], [], []
+    parts = []
     for a in range(0, n_rows, step):
         block = flat[a : a + step][:, order]
         row, position = (block >= 0).nonzero()
-        rows.append(row + a)
-        positions.append(position)
-        gts.append(block[row, position])
-    row, position, gt = np.concatenate(rows), np.concatenate(positions), np.concatenate(gts).astype(np.int64)
-    if len(gt_ids) and (gt_ids == 0).any():  # pycocotools reads a match to id 0 as no match
+        parts.append((row + a, position, block[row, position]))
+    row, position, gt = parts[0] if len(parts) == 1 else [np.concatenate(p) for p in zip(*parts)]
+    if np.count_nonzero(gt_ids) != len(gt_ids):  # pycocotools reads a match to id 0 as no match
         real = gt_ids[gt] != 0
         row, position, gt = row[real], position[real], gt[real]
     area = row // n_thr
     ignored = gt_ignore[area, gt]
     outside = dt_outside[area, order[position]]
     return {"row": row, "position": position, "tp": ~ignored,
-            "weight": ignored.astype(np.int64) - outside.astype(np.int64)}
+            "weight": np.subtract(ignored, outside, dtype=np.int64)}
 
 
 def _true_positives(entries, lists, category, seg_start, out_prefix, n_rows, n_thr, n_cat) -> dict:
@@ -249,16 +248,18 @@ def _tables(tp: dict, n_groups: int) -> dict:
 
 
 def _needs(positives: np.ndarray, recall_thresholds: np.ndarray) -> np.ndarray:
-    """``counts_needed``, from a cache per positive count at pycocotools' default recall thresholds."""
-    if recall_thresholds is not default_recall_thresholds():
+    """``counts_needed``; at pycocotools' default recall thresholds read from a table built once
+    for positive counts up to ``NEEDS_TABLE_SIZE``."""
+    if recall_thresholds is not default_recall_thresholds() or int(positives.max(initial=0)) >= NEEDS_TABLE_SIZE:
         return counts_needed(positives, recall_thresholds)
-    rows = [_default_needs(p) for p in positives.ravel().tolist()]
-    return np.array(rows).reshape(*positives.shape, len(recall_thresholds))
+    return _needs_table()[positives]
 
 
-@functools.lru_cache(maxsize=1 << 14)
-def _default_needs(positives: int) -> np.ndarray:
-    return counts_needed(np.array(positives), default_recall_thresholds())
+@functools.lru_cache(maxsize=1)
+def _needs_table() -> np.ndarray:
+    table = counts_needed(np.maximum(np.arange(NEEDS_TABLE_SIZE), 1), default_recall_thresholds())  # row 0 unused
+    table.flags.writeable = False
+    return table
 
 
 def counts_needed(positives: np.ndarray, recall_thresholds: np.ndarray) -> np.ndarray:

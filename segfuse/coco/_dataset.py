@@ -85,12 +85,15 @@ class Instances:
     def __len__(self) -> int:
         return len(self.image)
 
-    def take(self, which: np.ndarray) -> "Instances":
-        """The instances ``which`` (indices or a bool mask), geometry included."""
+    def take(self, which: np.ndarray, geometry: bool = True) -> "Instances":
+        """The instances ``which`` (indices or a bool mask), with their geometry unless ``geometry=False``."""
         arrays = [None if v is None else v[which] for v in (self.image, self.category, self.area, self.crowd,
-                                                            self.ignore, self.ids, self.index, self.scores, self.boxes)]
+                                                            self.ignore, self.ids, self.index, self.scores)]
+        if not geometry:
+            return Instances(*arrays)
+        boxes = None if self.boxes is None else self.boxes[which]
         masks = None if self.masks is None else _take_masks(self.masks, which)
-        return Instances(*arrays, masks=masks)
+        return Instances(*arrays, boxes=boxes, masks=masks)
 
 
 def _take_masks(masks, which):
@@ -225,14 +228,12 @@ def result_list(data) -> list:
 def load_catalog(data: dict, params: EvalParams) -> Catalog:
     """Images and categories of a ground-truth dict, restricted to ``params``' subsets."""
     images, categories = data["images"], data["categories"]
-    for i, img in enumerate(images):
-        _require(img, ("id",), f"image #{i}")
+    _require_each(images, ("id",), "image #{}")
     image_ids = int_ids([img["id"] for img in images], lambda i: f"image #{i}", "id")
     _unique(image_ids, "image ids")
     order = np.argsort(image_ids, kind="stable")
     heights, widths = _sizes(images, order)
-    for i, cat in enumerate(categories):
-        _require(cat, ("id",), f"category #{i}")
+    _require_each(categories, ("id",), "category #{}")
     category_ids = int_ids([c["id"] for c in categories], lambda i: f"category #{i}", "id")
     _unique(category_ids, "category ids")
     cat_order = np.argsort(category_ids, kind="stable")

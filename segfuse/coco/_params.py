@@ -12,7 +12,7 @@ Only numpy is imported here (``segfuse.coco`` never imports torch).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Mapping
 
@@ -60,11 +60,17 @@ class EvalParams:
     category_ids: np.ndarray | None = None
     min_score: float | None = None
     dilation_ratio: float = 0.02
+    memo: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # derived values, by name
 
     @cached_property
     def iou_range_label(self) -> str:
         """"0.50:0.95": the first and last threshold, as the summary prints them."""
         return f"{float(self.iou_thresholds[0]):0.2f}:{float(self.iou_thresholds[-1]):0.2f}"
+
+    @cached_property
+    def area_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """(A, 1) low and high ends of the area ranges, to compare with (n,) areas."""
+        return self.area_ranges[:, :1], self.area_ranges[:, 1:]
 
     @cached_property
     def positions(self) -> tuple[dict, dict, dict]:
@@ -98,7 +104,16 @@ def threshold_key(threshold: float) -> str:
 def make_params(iou_type="segm", iou_thresholds=None, max_dets=None, area_ranges=None, *, mode="coco",
                 use_cats=True, image_ids=None, category_ids=None, min_score=None,
                 dilation_ratio=0.02) -> EvalParams:
-    """Validate the public arguments of ``evaluate``; raise ValueError / TypeError naming the bad one."""
+    """Validate the public arguments of ``evaluate``; raise ValueError / TypeError naming the bad one.
+
+    The defaults give one shared instance per (iou_type, mode) (frozen, its arrays read-only),
+    so repeated evaluations reuse its validated values and cached properties."""
+    default = (iou_thresholds is None and max_dets is None and area_ranges is None and use_cats is True
+               and image_ids is None and category_ids is None and min_score is None
+               and type(dilation_ratio) is float and dilation_ratio == 0.02
+               and type(iou_type) is str and type(mode) is str)
+    if default and (iou_type, mode) in _DEFAULT_PARAMS:
+        return _DEFAULT_PARAMS[iou_type, mode]
     _check_choice("iou_type", iou_type, IOU_TYPES)
     _check_choice("mode", mode, MODES)
     if not isinstance(use_cats, (bool, np.bool_)):
@@ -109,9 +124,13 @@ def make_params(iou_type="segm", iou_thresholds=None, max_dets=None, area_ranges
         raise ValueError(f"max_dets in mode='lvis' is one cap of detections per image, got {list(caps)}")
     if mode == "lvis" and not use_cats:
         raise ValueError("mode='lvis' evaluates per category; use_cats=False is not defined for it")
-    return EvalParams(iou_type, thresholds, caps, *_area_ranges(area_ranges), mode=mode, use_cats=bool(use_cats),
-                      image_ids=_id_subset("image_ids", image_ids), category_ids=_id_subset("category_ids", category_ids),
-                      min_score=_min_score(min_score), dilation_ratio=_dilation_ratio(dilation_ratio))
+    params = EvalParams(iou_type, thresholds, caps, *_area_ranges(area_ranges), mode=mode, use_cats=bool(use_cats),
+                        image_ids=_id_subset("image_ids", image_ids),
+                        category_ids=_id_subset("category_ids", category_ids), min_score=_min_score(min_score),
+                        dilation_ratio=_dilation_ratio(dilation_ratio))
+    if default:
+        _DEFAULT_PARAMS[iou_type, mode] = params
+    return params
 
 
 def _check_choice(name: str, value, choices) -> None:
@@ -191,3 +210,4 @@ def _dilation_ratio(value) -> float:
 
 _DEFAULT_AREAS = _area_ranges(DEFAULT_AREA_RANGES)
 _DEFAULT_AREAS[1].flags.writeable = False
+_DEFAULT_PARAMS: dict = {}

@@ -75,13 +75,11 @@ def match_instances(catalog: Catalog, gt: Instances, dt: Instances, params: Eval
     floor = min(float(params.iou_thresholds.min()), 1 - 1e-10)
     with _progress.bar(show, "COCO overlaps", len(d)) as advance:
         iou = pair_ious(dt, gt, kept[d], gt_order[g], params.iou_type, advance, floor, params.dilation_ratio)
-    sorted_gt = gt.take(gt_order)
-    sorted_gt.masks = sorted_gt.boxes = None
+    sorted_gt = gt.take(gt_order, geometry=False)
     gt_ignore = ground_truth_ignore(sorted_gt, params)
     with _progress.bar(show, "COCO matching", int(rank.max(initial=-1)) + 1) as advance:
         matched = greedy_match(Pairs(d, g, iou), rank, gt_ignore, sorted_gt.crowd, params.iou_thresholds, advance)
-    kept_dt = dt.take(kept)
-    kept_dt.masks = kept_dt.boxes = None
+    kept_dt = dt.take(kept, geometry=False)
     reached = iou >= floor
     return Matched(sorted_gt, kept_dt, rank, matched, Pairs(d[reached], g[reached], iou[reached]),
                    not_exhaustive(kept_dt, catalog))
@@ -94,8 +92,8 @@ def ground_truth_ignore(gt: Instances, params: EvalParams) -> np.ndarray:
 
 def area_outside(area: np.ndarray, params: EvalParams) -> np.ndarray:
     """(A, n) area < low or area > high."""
-    low, high = params.area_ranges[:, :1], params.area_ranges[:, 1:]
-    return (area[None, :] < low) | (area[None, :] > high)
+    low, high = params.area_bounds
+    return (area < low) | (area > high)
 
 
 def _cells(inst: Instances, n_images: int, use_cats: bool) -> np.ndarray:

@@ -44,14 +44,23 @@ def headline_key(params: EvalParams) -> str:
 def coco_stats(curves, params: EvalParams) -> dict[str, float]:
     """The 12 standard keys, "AP@{largest cap}", then "AP{t}" for every IoU threshold, as floats."""
     means = _Means(curves, params)
-    stats = {}
-    for key, (ap, thr, area, which) in zip(STAT_KEYS, _LINES):
-        stats[key] = means.get(ap, thr, area, _cap(params, which))
-    stats[headline_key(params)] = means.get(1, None, "all", params.max_dets[-1])
+    return {key: means.get(*query) for key, query in _memo(params, "coco_queries", _coco_queries)}
+
+
+def _coco_queries(params: EvalParams) -> list[tuple[str, tuple]]:
+    """(stats key, (ap, threshold, area, cap)) of every COCO stat."""
+    queries = [(key, (ap, thr, area, _cap(params, which))) for key, (ap, thr, area, which) in zip(STAT_KEYS, _LINES)]
+    queries.append((headline_key(params), (1, None, "all", params.max_dets[-1])))
     cap = _cap(params, 2)
-    for thr, key in zip(params.iou_thresholds.tolist(), params.threshold_keys):
-        stats[key] = means.get(1, thr, "all", cap)
-    return stats
+    queries += [(key, (1, thr, "all", cap)) for thr, key in zip(params.iou_thresholds.tolist(), params.threshold_keys)]
+    return queries
+
+
+def _memo(params: EvalParams, name: str, build):
+    """``build(params)``, computed once per (immutable) params."""
+    if name not in params.memo:
+        params.memo[name] = build(params)
+    return params.memo[name]
 
 
 def lvis_stats(curves, params: EvalParams, frequency: list) -> dict[str, float]:
@@ -119,19 +128,24 @@ class _Means:
 
 def summary_lines(stats: dict, params: EvalParams) -> list[str]:
     """pycocotools' (or lvis') printed lines, then one line per extra threshold."""
-    if params.mode == "lvis":
-        return _lvis_lines(stats, params)
-    lines = [_line(ap, thr, area, _cap(params, which), stats[key], params)
-             for key, (ap, thr, area, which) in zip(STAT_KEYS, _LINES)]
+    build = _lvis_layout if params.mode == "lvis" else _coco_layout
+    return [text if key is None else f"{text}{stats[key]:0.3f}" for text, key in _memo(params, "layout", build)]
+
+
+def _coco_layout(params: EvalParams) -> list[tuple[str, str | None]]:
+    """(label, stats key) of each printed line; (text, None) for a plain line."""
+    layout = [(_label(ap, thr, area, _cap(params, which), params), key)
+              for key, (ap, thr, area, which) in zip(STAT_KEYS, _LINES)]
     top = params.max_dets[-1]
     if 100 not in params.max_dets:
-        lines[0] = _line(1, None, "all", top, stats[headline_key(params)], params)
-        lines.append(f" (the first line is AP at maxDets={top}: pycocotools' summarize hard-codes maxDets=100 "
-                     f"there and prints -1; stats['AP'] keeps that -1, stats['{headline_key(params)}'] holds this value)")
+        layout[0] = (_label(1, None, "all", top, params), headline_key(params))
+        layout.append((f" (the first line is AP at maxDets={top}: pycocotools' summarize hard-codes maxDets=100 "
+                       f"there and prints -1; stats['AP'] keeps that -1, stats['{headline_key(params)}'] holds this "
+                       "value)", None))
     for thr, key in zip(params.iou_thresholds, params.threshold_keys):
         if key not in ("AP50", "AP75"):
-            lines.append(_line(1, thr, "all", _cap(params, 2), stats[key], params))
-    return lines
+            layout.append((_label(1, thr, "all", _cap(params, 2), params), key))
+    return layout
 
 
 def per_category_ap(curves, params: EvalParams) -> np.ndarray:
@@ -170,19 +184,20 @@ def _summarize(values, params: EvalParams, ap: int, thr, area: str, cap: int, ca
 _TITLES = {1: " Average Precision  (AP)", 0: " Average Recall     (AR)"}
 
 
-def _line(ap, thr, area, cap, value, params: EvalParams, categories: str = "") -> str:
+def _label(ap, thr, area, cap, params: EvalParams, categories: str = "") -> str:
+    """A summary line up to its value."""
     iou = params.iou_range_label if thr is None else f"{float(thr):0.2f}"
-    return f"{_TITLES[ap]} @[ IoU={iou:<9} | area={area:>6s} | maxDets={cap:>3d}{categories} ] = {value:0.3f}"
+    return f"{_TITLES[ap]} @[ IoU={iou:<9} | area={area:>6s} | maxDets={cap:>3d}{categories} ] = "
 
 
-def _lvis_lines(stats: dict, params: EvalParams) -> list[str]:
+def _lvis_layout(params: EvalParams) -> list[tuple[str, str]]:
     cap = params.max_dets[-1]
     rows = [(1, thr, area, "all", key) for key, (thr, area) in zip(LVIS_AP_KEYS, _LVIS_AP)]
     rows += [(1, None, "all", group, key) for key, group in FREQUENCY_KEYS.items()]
     rows += [(0, None, area, "all", key) for area, key in (("all", f"AR@{cap}"), ("small", f"ARs@{cap}"),
                                                              ("medium", f"ARm@{cap}"), ("large", f"ARl@{cap}"))]
-    lines = [_line(ap, thr, area, cap, stats[key], params, f" catIds={group:>3s}") for ap, thr, area, group, key in rows]
+    layout = [(_label(ap, thr, area, cap, params, f" catIds={group:>3s}"), key) for ap, thr, area, group, key in rows]
     for thr, key in zip(params.iou_thresholds, params.threshold_keys):
         if key not in ("AP50", "AP75"):
-            lines.append(_line(1, thr, "all", cap, stats[key], params, " catIds=all"))
-    return lines
+            layout.append((_label(1, thr, "all", cap, params, " catIds=all"), key))
+    return layout

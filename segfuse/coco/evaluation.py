@@ -202,7 +202,9 @@ def _accumulate_matches(catalog: Catalog, matched: Matched, params: EvalParams):
     category = dt.category if params.use_cats else np.zeros(len(dt), dtype=np.int64)
     gt_category = gt.category if params.use_cats else np.zeros(len(gt), dtype=np.int64)
     order = np.lexsort((matched.rank, dt.image, -dt.scores, category))
-    n_positive = np.stack([np.bincount(gt_category[~ig], minlength=n_cats) for ig in gt_ignore], axis=1)
+    area, counted = (~gt_ignore).nonzero()
+    n_areas = len(gt_ignore)
+    n_positive = np.bincount(gt_category[counted] * n_areas + area, minlength=n_cats * n_areas).reshape(n_cats, n_areas)
     dt_outside = area_outside(dt.area, params) | matched.not_exhaustive[None, :]
     return accumulate(matched.matched, gt_ignore, gt.ids, dt_outside, category, order, matched.rank, dt.scores,
                       n_positive, params.max_dets, recall_thresholds())

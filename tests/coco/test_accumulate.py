@@ -28,3 +28,13 @@ def test_row_blocks_of_any_size_match_pycocotools(monkeypatch, chunk, iou_type):
     gt, dt = make_dataset(7, n_images=10)
     assert_same(evaluate(gt, dt, iou_type, max_dets=(1, 4, 100)),
                 reference_eval(gt, dt, iou_type, max_dets=[1, 4, 100]))
+
+
+def test_needs_table_equals_counts_needed_and_large_counts_bypass_it():
+    """The tabled needs at the default recall thresholds are counts_needed's, below and above the table."""
+    positives = np.array([[1, 2, 3], [97, _accumulate.NEEDS_TABLE_SIZE - 1, 1000]])
+    np.testing.assert_array_equal(_accumulate._needs(positives, recall_thresholds()),
+                                  _accumulate.counts_needed(positives, recall_thresholds()))
+    big = np.array([[5, _accumulate.NEEDS_TABLE_SIZE + 3]])
+    np.testing.assert_array_equal(_accumulate._needs(big, recall_thresholds()),
+                                  _accumulate.counts_needed(big, recall_thresholds()))

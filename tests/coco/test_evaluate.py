@@ -289,3 +289,16 @@ def test_pycocotools_backend_batched_and_few_pair_paths_agree(monkeypatch):
     batched = evaluate(gt, dt, "segm")
     np.testing.assert_array_equal(few.precision, batched.precision)
     assert_same(batched, reference_eval(gt, dt, "segm"))
+
+
+def test_default_parameters_are_shared_and_read_only():
+    """make_params returns one frozen instance for the defaults; any argument gives a fresh one."""
+    from segfuse.coco._params import make_params
+
+    first, again = make_params("bbox"), make_params("bbox")
+    assert first is again and first is not make_params("segm")
+    assert make_params("bbox", max_dets=(1, 10, 100)) is not first
+    assert make_params("bbox", dilation_ratio=0.03).dilation_ratio == 0.03
+    assert not first.iou_thresholds.flags.writeable and not first.area_ranges.flags.writeable
+    with pytest.raises(ValueError, match="iou_type"):
+        make_params(["bbox"])
