@@ -34,6 +34,7 @@ from segfuse.coco._params import recall_thresholds as default_recall_thresholds
 from segfuse.coco._ragged import offsets_from_lengths, restart_cumsum, run_starts
 
 CHUNK_ELEMENTS = 1 << 22  # (row, detection) cells scanned for matches at a time
+DENSE_READS = 8  # count the reads of each table slot densely while that costs < 8 entries per need
 NEEDS_TABLE_SIZE = 2048  # positive counts whose needs at the default recall thresholds are tabled
 
 
@@ -69,21 +70,23 @@ class Curves:
 
     def _precision_sums(self) -> np.ndarray:
         """Slot c of a group's table is read by the recall thresholds whose need is c (c <= its TP
-        count; larger needs read the closing 0): their number, two binary searches in the needs
-        of the group's (area, category) laid end to end, weighs the slot."""
+        count; larger needs read the closing 0). Keys (area, category) * width + need count
+        those reads: a dense count of the keys when it is small, else two binary searches."""
         n_areas, n_thr, n_unique, n_cat, n_rec = self._shape
         t = self._tables
         need = self._need.reshape(n_areas * n_cat, n_rec)  # ascending along R
-        width = int(need[:, -1].max(initial=0)) + 2
-        keys = (need + (np.arange(n_areas * n_cat) * width)[:, None]).reshape(-1)  # ascending
-        n_groups = len(t["n_tp"])
+        width = max(int(need[:, -1].max(initial=0)), int(t["n_tp"].max(initial=0))) + 2  # > every need and slot
+        row_base = np.arange(n_areas * n_cat) * width
+        keys = (need + row_base[:, None]).reshape(-1)  # ascending
         sizes = t["n_tp"] + 2
-        owner = np.arange(n_groups).repeat(sizes)
-        c = np.arange(len(t["q"])) - t["start"].repeat(sizes)
-        ak = ((owner // (n_cat * n_thr)) % n_areas) * n_cat + owner % n_cat
-        slot_key = ak * width + np.minimum(c, width - 1)
-        reads = keys.searchsorted(slot_key, side="right") - keys.searchsorted(slot_key - 1, side="right")
-        sums = np.bincount(owner, weights=t["q"] * reads, minlength=n_groups)
+        group_base = np.broadcast_to(row_base.reshape(n_areas, 1, n_cat), (n_unique, n_areas, n_thr, n_cat)).reshape(-1)
+        slot_key = np.arange(len(t["q"])) + (group_base - t["start"]).repeat(sizes)
+        if len(row_base) * width <= DENSE_READS * len(keys):
+            reads = np.bincount(keys, minlength=len(row_base) * width)[slot_key]
+        else:
+            reads = keys.searchsorted(slot_key, side="right") - keys.searchsorted(slot_key - 1, side="right")
+        owner = np.arange(len(sizes)).repeat(sizes)
+        sums = np.bincount(owner, weights=t["q"] * reads, minlength=len(sizes))
         sums = sums.reshape(n_unique, n_areas, n_thr, n_cat)[self._source]  # (M, A, T, K)
         sums *= self.present.T[None, :, None, :]
         return sums.transpose(2, 1, 0, 3)

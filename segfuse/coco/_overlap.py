@@ -20,7 +20,7 @@ import numpy as np
 from segfuse.coco import _boxes, _cmask, _runs
 from segfuse.coco._boundary import boundary_dilation, boundary_runs
 from segfuse.coco._dataset import Instances
-from segfuse.coco._ragged import gather_segments, offsets_from_lengths
+from segfuse.coco._ragged import spans
 
 CHUNK_PAIRS = 200_000
 
@@ -33,10 +33,10 @@ class Pairs(NamedTuple):
     iou: np.ndarray
 
 
-def cell_pairs(dt_cell: np.ndarray, gt_cell: np.ndarray, n_cells: int) -> tuple[np.ndarray, np.ndarray]:
+def cell_pairs(dt_cell: np.ndarray, gt_cell: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """All (dt, gt) index pairs within each cell; both inputs sorted by cell."""
-    gt_offsets = offsets_from_lengths(np.bincount(gt_cell, minlength=n_cells))
-    gt_index, owner = gather_segments(gt_offsets, dt_cell)
+    begin = gt_cell.searchsorted(dt_cell, side="left")
+    gt_index, owner = spans(begin, gt_cell.searchsorted(dt_cell, side="right") - begin)
     return owner, gt_index
 
 

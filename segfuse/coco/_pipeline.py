@@ -66,12 +66,11 @@ def match_images(catalog: Catalog, gt: Instances, dt: Instances, params: EvalPar
 def match_instances(catalog: Catalog, gt: Instances, dt: Instances, params: EvalParams, show: bool = False) -> Matched:
     """IoU and greedy matching of instances that carry their geometry."""
     n_images = len(catalog.image_ids)
-    n_cells = n_images * (len(catalog.category_ids) if params.use_cats else 1)
     dt_cell = _cells(dt, n_images, params.use_cats)
     gt_cell = _cells(gt, n_images, params.use_cats)
     kept, rank = _kept_detections(dt, dt_cell, params.cell_cap)
     gt_order = np.lexsort((gt.index, gt.category, gt_cell))
-    d, g = cell_pairs(dt_cell[kept], gt_cell[gt_order], n_cells)
+    d, g = cell_pairs(dt_cell[kept], gt_cell[gt_order])
     floor = min(float(params.iou_thresholds.min()), 1 - 1e-10)
     with _progress.bar(show, "COCO overlaps", len(d)) as advance:
         iou = pair_ious(dt, gt, kept[d], gt_order[g], params.iou_type, advance, floor, params.dilation_ratio)

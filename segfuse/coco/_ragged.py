@@ -31,11 +31,16 @@ def local_index(offsets: np.ndarray) -> np.ndarray:
 def gather_segments(offsets: np.ndarray, which: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Flat element indices of segments ``which`` (in that order) and, per element, its slot in ``which``."""
     which = np.asarray(which, dtype=np.int64)
-    lengths = offsets[which + 1] - offsets[which]
-    owner = np.repeat(np.arange(len(which), dtype=np.int64), lengths)
-    starts = np.repeat(offsets[which], lengths)
-    within = np.arange(lengths.sum(), dtype=np.int64) - np.repeat(offsets_from_lengths(lengths)[:-1], lengths)
-    return starts + within, owner
+    begin = offsets[which]
+    return spans(begin, offsets[which + 1] - begin)
+
+
+def spans(begin: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Indices ``begin[i] .. begin[i] + lengths[i] - 1`` of every span laid end to end, and each one's span i."""
+    owner = np.arange(len(begin), dtype=np.int64).repeat(lengths)
+    ends = lengths.cumsum()
+    flat = np.arange(ends[-1] if len(ends) else 0, dtype=np.int64) + (begin - ends + lengths).repeat(lengths)
+    return flat, owner
 
 
 def segment_sums(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:

@@ -38,3 +38,13 @@ def test_needs_table_equals_counts_needed_and_large_counts_bypass_it():
     big = np.array([[5, _accumulate.NEEDS_TABLE_SIZE + 3]])
     np.testing.assert_array_equal(_accumulate._needs(big, recall_thresholds()),
                                   _accumulate.counts_needed(big, recall_thresholds()))
+
+
+@pytest.mark.parametrize("dense", [0, 10**9])
+def test_precision_sums_by_dense_counts_and_by_binary_search_agree(monkeypatch, dense):
+    """Both ways of counting the recall thresholds that read each table slot give pycocotools' numbers."""
+    monkeypatch.setattr(_accumulate, "DENSE_READS", dense)
+    gt, dt = make_dataset(11, n_images=12)
+    for iou_type in ("bbox", "segm"):
+        assert_same(evaluate(gt, dt, iou_type, max_dets=(1, 3, 100)),
+                    reference_eval(gt, dt, iou_type, max_dets=[1, 3, 100]))
