@@ -94,18 +94,16 @@ class _Means:
         self.per_category = curves.precision_sums()  # (T, A, M, K)
         self.present = curves.present  # (K, A)
         ap = self.per_category.sum(axis=3)  # (T, A, M); absent categories add 0
-        recall = curves.recall  # (T, K, A, M)
-        valid = recall > -1
-        ar, ar_count = np.where(valid, recall, 0.0).sum(axis=1), valid.sum(axis=1)  # (T, A, M)
+        ar = np.maximum(curves.recall, 0.0).sum(axis=1)  # (T, A, M); absent categories (-1) add 0
         self.sums = {1: (ap.tolist(), ap.sum(axis=0).tolist()), 0: (ar.tolist(), ar.sum(axis=0).tolist())}
-        self.counts = ar_count.tolist(), ar_count.sum(axis=0).tolist()
-        self.n_rec = len(recall_thresholds())
-        self.n_present = (self.present.sum(axis=0) * self.n_rec).tolist()  # [A] defined precision values
+        # every value of a category with ground truth is defined (R per precision, one per recall)
+        self.n_present = self.present.sum(axis=0).tolist()  # [A]
+        self.n_values = {1: len(recall_thresholds()), 0: 1}
         self.rows, self.areas, self.caps = params.positions
         self.n_thr = len(params.iou_thresholds)
 
     def get(self, ap: int, thr, area: str, cap: int, categories=None) -> float:
-        aind, mind = self.areas.get(area, []), self.caps.get(cap, [])
+        aind, mind = self.areas.get(area, ()), self.caps.get(cap, ())
         if len(aind) != 1 or len(mind) != 1:
             values = self.curves.precision() if ap else self.curves.recall
             return _summarize(values, self.params, ap, thr, area, cap, categories)
@@ -115,14 +113,11 @@ class _Means:
         if ap and categories is not None:
             chosen = self.present[:, a] & categories
             picked = self.per_category[:, a, m] if rows is None else self.per_category[rows, a, m]
-            total, count = float(picked[:, chosen].sum()), n_rows * self.n_rec * int(chosen.sum())
+            total, count = float(picked[:, chosen].sum()), n_rows * self.n_values[1] * int(chosen.sum())
         else:
             by_row, overall = self.sums[ap]
             total = overall[a][m] if rows is None else sum(by_row[t][a][m] for t in rows)
-            if ap:
-                count = n_rows * self.n_present[a]
-            else:
-                count = self.counts[1][a][m] if rows is None else sum(self.counts[0][t][a][m] for t in rows)
+            count = n_rows * self.n_present[a] * self.n_values[ap]
         return -1.0 if count == 0 else total / count
 
 
