@@ -100,8 +100,13 @@ class Curves:
     def _score_table(self) -> np.ndarray:
         t = self._tables
         table = np.zeros(len(t["q"]))
-        table[t["slot"]] = t["tp_scores"]
-        table[t["start"][self._cell_groups()]] = t["first_score"][None, :]  # recall 0: the first detection (0 if none)
+        scores = t["ordered_scores"]  # detection scores in ``order``
+        table[t["slot"]] = scores[t["position"]]
+        first_score = np.zeros(len(t["seg_len"]))  # recall 0: the first detection of each segment (0 if none)
+        has = t["seg_len"] > 0
+        in_lists = np.concatenate([keep.nonzero()[0] for keep in t["lists"]])  # the lists laid end to end
+        first_score[has] = scores[in_lists[t["seg_start"][has]]]
+        table[t["start"][self._cell_groups()]] = first_score[None, :]
         return table
 
     def _materialize(self, table: np.ndarray) -> np.ndarray:
@@ -143,14 +148,12 @@ def accumulate(matched: np.ndarray, gt_ignore: np.ndarray, gt_ids: np.ndarray, d
     category = dt_category[order]
     seg_len = np.concatenate([np.bincount(category[keep], minlength=n_cat) for keep in lists])
     seg_start = offsets_from_lengths(seg_len)[:-1]  # in the lists laid end to end
-    first_score = np.zeros(n_seg)
-    has = seg_len > 0
-    first_score[has] = scores[order[np.concatenate([keep.nonzero()[0] for keep in lists])[seg_start[has]]]]
     out_prefix = _outside_prefix(dt_outside[:, order], lists)  # (A, L + 1)
     entries = _matched_entries(matched, gt_ignore, gt_ids, dt_outside, order, n_thr)
     tp = _true_positives(entries, lists, category, seg_start, out_prefix, n_rows, n_thr, n_cat)
     tables = _tables(tp, n_rows * n_seg)
-    tables.update(tp_scores=scores[order][tp["position"]], first_score=first_score)
+    tables.update(position=tp["position"], ordered_scores=scores[order], seg_len=seg_len, seg_start=seg_start,
+                  lists=lists)  # for the scores array, built on demand
     present = n_positive > 0  # (K, A)
     positives = np.maximum(n_positive, 1).T  # (A, K)
     n_tp = tables["n_tp"].reshape(n_unique, n_areas, n_thr, n_cat).transpose(1, 2, 0, 3)  # (A, T, U, K)

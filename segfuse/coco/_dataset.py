@@ -230,13 +230,11 @@ def load_catalog(data: dict, params: EvalParams) -> Catalog:
     images, categories = data["images"], data["categories"]
     _require_each(images, ("id",), "image #{}")
     image_ids = int_ids([img["id"] for img in images], lambda i: f"image #{i}", "id")
-    _unique(image_ids, "image ids")
-    order = np.argsort(image_ids, kind="stable")
+    order = _sorted_unique(image_ids, "image ids")
     heights, widths = _sizes(images, order)
     _require_each(categories, ("id",), "category #{}")
     category_ids = int_ids([c["id"] for c in categories], lambda i: f"category #{i}", "id")
-    _unique(category_ids, "category ids")
-    cat_order = np.argsort(category_ids, kind="stable")
+    cat_order = _sorted_unique(category_ids, "category ids")
     names = [str(categories[i].get("name", category_ids[i])) for i in cat_order.tolist()]
     catalog = Catalog(image_ids[order], heights, widths, category_ids[cat_order], names)
     if params.mode == "lvis":
@@ -591,11 +589,16 @@ def _require_all(anns, key: str, name) -> None:
 
 
 def _unique(ids: np.ndarray, what: str) -> None:
-    if len(ids) < 2:
-        return
-    ordered = np.sort(ids)
+    _sorted_unique(ids, what)
+
+
+def _sorted_unique(ids: np.ndarray, what: str) -> np.ndarray:
+    """The order sorting ``ids`` (stable); ValueError naming the first repeated ids."""
+    order = ids.argsort(kind="stable")
+    ordered = ids[order]
     repeated = ordered[1:][ordered[1:] == ordered[:-1]]
     if len(repeated):
         raise ValueError(f"duplicate {what}: {np.unique(repeated)[:5].tolist()}")
+    return order
 
 
