@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import importlib.util
 import math
+from itertools import product
 import pickle
 
 import numpy as np
@@ -243,6 +245,55 @@ def test_numpy_extraction_equals_the_torch_extraction(dims, dtype):
                         assert ours.codes is None
                     else:
                         np.testing.assert_array_equal(ours.codes, reference.codes)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed")
+@pytest.mark.parametrize("dims", [2, 3])
+def test_compiled_corner_scan_equals_the_numpy_extraction(dims):
+    # the word-at-a-time scan: widths that fill whole 8-byte words (no copy) and that do not (a padded copy),
+    # every label width, non-contiguous maps, objects touching the border, empty maps, ignored pixels
+    from tests.parity._surface_cases import structured_pair
+
+    rng = np.random.default_rng(dims)
+    widths = (7, 8, 16, 17, 24) if dims == 2 else (3, 8, 9)
+    for trial, (width, dtype) in enumerate(product(widths, (np.uint8, np.int16, np.int32, np.int64))):
+        gt, pred = structured_pair(rng, dims)
+        start = (gt.shape[-1] - width) // 2  # a slab through the middle of the objects
+        gt = np.stack([gt, pred, np.zeros_like(gt)])[..., start : start + width].astype(dtype)
+        if trial % 3 == 1:
+            gt[1][rng.random(gt[1].shape) < 0.1] = 4  # ignored pixels: label num_classes
+        maps = gt[:, ::-1] if trial % 4 == 2 else gt
+        holds_no_class = bool((maps == 4).any())
+        for include_background in (False, True):
+            keep = keep_lookup(4, include_background, "cpu").numpy()
+            first = 0 if include_background else 1
+            scan = _extract_numpy(maps, keep, first, 4, holds_no_class, corners=True, use_compiled=True)
+            reference = _extract_numpy(np.ascontiguousarray(maps), keep, first, 4, holds_no_class, corners=True,
+                                       use_compiled=False)
+            assert len(reference.labels) > 0
+            for name in ("coords", "labels", "codes"):
+                np.testing.assert_array_equal(getattr(scan, name), getattr(reference, name))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed")
+@pytest.mark.parametrize("dims", [2, 3])
+def test_statistics_are_the_same_with_and_without_the_compiled_kernels(dims, monkeypatch):
+    # anisotropic spacing, structured and random maps, classes empty on one side or both
+    from segfuse.metrics import _surface_points
+    from tests.parity._surface_cases import SPACINGS, pairs
+
+    cases = list(pairs(dims, dims))
+    target = torch.from_numpy(np.stack([gt for _, gt, _ in cases[1:]]))
+    pred = torch.from_numpy(np.stack([p for _, _, p in cases[1:]]))
+    spacing = SPACINGS[dims][-1]
+    kwargs = dict(spacing=spacing, percentiles=(95.0, 50.0, 100.0), tolerances=(0.0, 1.0, 2.5))
+    compiled = surface_statistics(pred, target, 4, **kwargs)
+    assert bool((compiled.surface == 0).any()) and bool((compiled.surface > 0).any())
+    real = _surface_points.compiled
+    monkeypatch.setattr(_surface_points, "compiled", lambda name: None if name == "_surface_scan" else real(name))
+    plain = surface_statistics(pred, target, 4, **kwargs)
+    for name in ("surface", "distance_sum", "hausdorff", "percentile", "within"):
+        assert torch.equal(getattr(compiled, name).nan_to_num(-1), getattr(plain, name).nan_to_num(-1)), name
 
 
 @pytest.mark.parametrize("extract", [corner_surfels, voxel_edges])
