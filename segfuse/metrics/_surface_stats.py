@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from segfuse.metrics._edt import nearest_distances
-from segfuse.metrics._surface_points import SurfacePoints
+from segfuse.metrics._surface_points import SurfacePoints, compiled
 
 
 @dataclass(frozen=True)
@@ -128,13 +128,20 @@ def _small_integers(values: np.ndarray) -> np.ndarray:
     return values.astype(np.uint8 if high < 1 << 8 else np.uint16 if high < 1 << 16 else np.uint32)
 
 
-def _deepmind_ranks(weights: np.ndarray, starts: np.ndarray, counts: np.ndarray, percentiles) -> np.ndarray:
+def _deepmind_ranks(weights: np.ndarray, starts: np.ndarray, counts: np.ndarray, percentiles,
+                    use_compiled: bool = True) -> np.ndarray:
     """``compute_robust_hausdorff``'s index per run and percentile: ``searchsorted(cumsum(w) / sum(w), p / 100)``.
 
     With the reference's own arithmetic (``np.cumsum`` and ``np.sum`` of each run), so the
-    index is the reference's even where a cumulative fraction equals p / 100.
+    index is the reference's even where a cumulative fraction equals p / 100: one compiled
+    loop over the runs where numba is installed (:mod:`segfuse.metrics._surface_ranks`), else
+    numpy per run.
     """
     targets = np.asarray(percentiles, dtype=np.float64) / 100.0
+    kernels = compiled("_surface_ranks") if use_compiled else None
+    if kernels is not None:
+        return kernels.deepmind_ranks(np.ascontiguousarray(weights, dtype=np.float64), starts.astype(np.int64),
+                                      counts.astype(np.int64), targets)
     at = np.empty((len(starts), len(targets)), dtype=np.int64)
     for row, (start, count) in enumerate(zip(starts.tolist(), counts.tolist())):
         run = weights[start : start + count]
@@ -177,13 +184,14 @@ def batch_statistics(
     wanted = np.zeros(base, dtype=bool)
     wanted[classes] = True
     directions = [d for d in (0, 1) if len(sides[d][0])]
-    found = on_both_sides(nearest_distances, [
-        (sides[d][0], sides[d][1], sides[1 - d][0], sides[1 - d][1], config.metric, spacing, config.backend, device,
-         formula) for d in directions
-    ], device)
-    for direction, distances in zip(directions, found):
-        coords, keys, weights = sides[direction]
-        part = segment_statistics(distances, weights, keys, config, weight_ranks[direction])
+
+    def direction_statistics(d: int) -> SegmentStatistics:
+        distances = nearest_distances(sides[d][0], sides[d][1], sides[1 - d][0], sides[1 - d][1], config.metric,
+                                      spacing, config.backend, device, formula)
+        return segment_statistics(distances, sides[d][2], sides[d][1], config, weight_ranks[d])
+
+    parts = on_both_sides(direction_statistics, [(d,) for d in directions], device)
+    for direction, part in zip(directions, parts):
         image, c = np.divmod(part.keys, base)
         rows = wanted[c]
         image, c = image[rows], c[rows]

@@ -361,6 +361,33 @@ def test_one_kdtree_with_keys_as_a_coordinate_equals_the_definition(monkeypatch)
         monkeypatch.undo()
 
 
+@pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed")
+def test_compiled_deepmind_ranks_equal_numpys_cumsum_and_sum():
+    # runs of surfel weights (DeepMind's 2D and 3D tables, anisotropic) of every length regime of NumPy's
+    # pairwise sum (< 8, <= 128, split in two) and targets on exact cumulative fractions
+    from segfuse.metrics import _surface_ranks
+    from segfuse.metrics._surface_stats import _deepmind_ranks
+    from segfuse.metrics._surface_tables import deepmind_surfel_areas
+
+    rng = np.random.default_rng(0)
+    tables = [deepmind_surfel_areas((0.7, 1.9)), deepmind_surfel_areas((0.85, 1.2, 0.9))]
+    lengths = [1, 2, 7, 8, 9, 16, 127, 128, 129, 136, 255, 300, 1031, 5000]
+    for table in tables:
+        choices = table[table > 0]
+        weights = np.concatenate([rng.choice(choices, n) * rng.choice([1.0, 1e6], n, p=[0.95, 0.05]) for n in lengths])
+        counts = np.array(lengths)
+        starts = np.r_[0, np.cumsum(counts)[:-1]]
+        for start, count in zip(starts, counts):
+            run = weights[start : start + count]
+            assert _surface_ranks.numpy_sum(weights, start, count) == np.sum(run)
+        exact = [100.0 * float(np.cumsum(weights[s : s + n])[n // 2] / np.sum(weights[s : s + n]))
+                 for s, n in zip(starts, counts)]
+        for percentiles in [(100.0, 95.0, 50.0, 0.0, 99.9)] + [(p,) for p in exact]:
+            ours = _deepmind_ranks(weights, starts, counts, percentiles, use_compiled=True)
+            numpy = _deepmind_ranks(weights, starts, counts, percentiles, use_compiled=False)
+            np.testing.assert_array_equal(ours, numpy)
+
+
 @pytest.mark.parametrize(
     "target, pred, spacing",
     [
