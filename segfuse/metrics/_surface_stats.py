@@ -38,10 +38,11 @@ class DistanceConfig:
     backend: str
 
 
-def on_both_sides(function, arguments: list[tuple], device=None) -> list:
-    """``[function(*a) for a in arguments]`` (the two surfaces or directions), in two threads when torch has
-    two or more on a CPU: the numpy passes, the KD-tree and the numba kernels release the GIL."""
-    if len(arguments) < 2 or torch.get_num_threads() < 2 or (device is not None and torch.device(device).type != "cpu"):
+def on_both_sides(function, arguments: list[tuple], device=None, threads: bool = True) -> list:
+    """``[function(*a) for a in arguments]`` (the two surfaces or directions), in two threads when ``threads`` and
+    torch has two or more on a CPU: the numpy passes, the KD-tree and the numba kernels release the GIL."""
+    if (not threads or len(arguments) < 2 or torch.get_num_threads() < 2
+            or (device is not None and torch.device(device).type != "cpu")):
         return [function(*a) for a in arguments]
     with ThreadPoolExecutor(max_workers=2) as pool:
         return list(pool.map(lambda a: function(*a), arguments))
@@ -171,8 +172,11 @@ def batch_statistics(
     formula: str,
     config: DistanceConfig,
     device=None,
+    threads: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Statistics arrays ``(N, C, ...)`` of a batch of images (one spacing) from its two surfaces."""
+    """Statistics arrays ``(N, C, ...)`` of a batch of images (one spacing) from its two surfaces.
+
+    ``threads``: the two directions in two threads where torch has two (:func:`on_both_sides`)."""
     stats = empty_statistics(num_classes, len(config.percentiles), len(config.tolerances), images)
     base = num_classes + 1
     sides = [_side(points, weights_table, base) for points in (gt, pred)]
@@ -190,7 +194,7 @@ def batch_statistics(
                                       spacing, config.backend, device, formula)
         return segment_statistics(distances, sides[d][2], sides[d][1], config, weight_ranks[d])
 
-    parts = on_both_sides(direction_statistics, [(d,) for d in directions], device)
+    parts = on_both_sides(direction_statistics, [(d,) for d in directions], device, threads)
     for direction, part in zip(directions, parts):
         image, c = np.divmod(part.keys, base)
         rows = wanted[c]

@@ -465,17 +465,21 @@ def test_streaming_equals_the_functional_api_and_counts_empty_cases():
 
 
 @pytest.mark.parametrize("definition", ["deepmind", "monai"])
-def test_two_threads_give_the_same_statistics(definition):
-    # with two torch threads the two surfaces and the two directions run in two threads
-    pred, target = random_maps(11, (9, 10, 8), batch=2)
+@pytest.mark.parametrize("batch", [1, 11])
+def test_two_threads_give_the_same_statistics(definition, batch):
+    # with two torch threads: one image's two surfaces and two directions in two threads; a batch's chunks of
+    # images in a pool (here two spacings: the chunks of each group, images not contiguous)
+    pred, target = random_maps(11, (9, 10, 8), batch=batch)
+    spacing = [(1.0, 0.7, 2.5) if i % 3 else (0.9, 1.0, 1.2) for i in range(batch)]
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = surface_statistics(pred, target, 4, spacing=(1.0, 0.7, 2.5), definition=definition)
+        one = surface_statistics(pred, target, 4, spacing=spacing, definition=definition)
         torch.set_num_threads(2)
-        two = surface_statistics(pred, target, 4, spacing=(1.0, 0.7, 2.5), definition=definition)
+        two = surface_statistics(pred, target, 4, spacing=spacing, definition=definition)
     finally:
         torch.set_num_threads(before)
+    assert bool((one.surface > 0).any())
     for name in ("surface", "distance_sum", "hausdorff", "percentile", "within"):
         assert torch.equal(getattr(one, name).nan_to_num(-1), getattr(two, name).nan_to_num(-1))
 
