@@ -10,17 +10,18 @@ Two surface definitions, each the one of its reference:
   (voxels outside the image are not c). Each carries its neighbour code, whose surfel area
   (3D) or contour length (2D) comes from :mod:`segfuse.metrics._surface_tables`.
 
-On CPU with numba installed, the corners come from one compiled pass over the maps
-(:mod:`segfuse.metrics._surface_scan`: 8-byte words at a time, labels read only where the
-words are not uniform). Otherwise, and for the voxels, the batch is cropped to the kept
-classes' bounding box, padded with a label that is no kept class, and flattened; a handful
-of comparisons of the flat map with its copies shifted by one step along each axis find,
-for every class together, the corners whose ``2**D`` voxels are not all equal (a corner
-block is mixed iff one of its edges joins two different labels) or the voxels with a
-differing face neighbour. Codes and labels are then computed only at those sparse
-positions (by numpy, or for the voxels by one numba loop where numba is installed:
-:mod:`segfuse.metrics._surface_sparse`). A mixed block gives a surfel to each kept label
-it holds, since that label and another meet there.
+On CPU with numba installed, the corners of 2D maps come from one compiled pass over the
+maps (:mod:`segfuse.metrics._surface_scan`: 8-byte words at a time, labels read only where
+the words are not uniform; most of an image is). Otherwise, and for volumes (where surfaces
+are dense in the organs' box) and voxels, the batch is cropped to the kept classes'
+bounding box, padded with a label that is no kept class, and flattened; a handful of
+comparisons of the flat map with its copies shifted by one step along each axis find, for
+every class together, the corners whose ``2**D`` voxels are not all equal (a corner block
+is mixed iff one of its edges joins two different labels) or the voxels with a differing
+face neighbour. Codes and labels are then computed only at those sparse positions (by
+numpy, or by one numba loop where numba is installed: :mod:`segfuse.metrics._surface_sparse`).
+A mixed block gives a surfel to each kept label it holds, since that label and another meet
+there.
 
 Convention:
     The label ``num_classes`` (ignored pixels) and the outside of the image belong to no
@@ -187,10 +188,10 @@ def _neighbour_codes(block: np.ndarray) -> np.ndarray:
 
 def _extract_numpy(labels: np.ndarray, keep: np.ndarray, first: int, num_classes: int, holds_no_class: bool,
                    corners: bool, use_compiled: bool = True) -> SurfacePoints:
-    """Corners by the compiled scan where numba is installed (and ``use_compiled``); otherwise, and for the voxels,
-    dense comparisons in numpy, then the sparse positions to sorted points (numba's loop for the voxels)."""
+    """2D corners by the compiled scan where numba is installed (and ``use_compiled``); otherwise dense comparisons
+    in numpy, then the sparse positions to sorted points (numba's loop where installed)."""
     dims = labels.ndim - 1
-    if corners and use_compiled and sys.byteorder == "little" and compiled("_surface_scan") is not None:
+    if corners and dims == 2 and use_compiled and sys.byteorder == "little" and compiled("_surface_scan") is not None:
         return _corner_scan(labels, keep, num_classes)
     box = kept_box(labels, first, num_classes, holds_no_class)
     if box is None:
@@ -207,6 +208,9 @@ def _extract_numpy(labels: np.ndarray, keep: np.ndarray, first: int, num_classes
         offsets = list(product((0, 1), repeat=dims))
         # slot k of corner p (the block's far voxel) is the voxel p - sum_a (1 - offset_a) * stride_a
         shifts = [sum((1 - o) * s for o, s in zip(offset, strides)) for offset in offsets]
+        if kernels is not None:
+            return SurfacePoints(*kernels.corner_points(flat, position, np.asarray(shifts, dtype=np.int64), keep,
+                                                        shape, starts, num_classes + 1))
         block = np.stack([flat[position - shift] for shift in shifts])  # (2**D, m)
         codes = _neighbour_codes(block)
         slots = len(offsets)

@@ -36,43 +36,51 @@ def _label(flat, offset, k, width, fill):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _corner(flat, offsets, k, width, fill, keep, block, coords, labels, codes, count, image, i, j, dims):
-    """Points of corner k of the current line (none where its block is uniform); returns the new count."""
+def _corner(flat, offsets, k, width, fill, keep, block, seen, seen_codes, coords, labels, codes, count, image, i, j,
+            dims, inside):
+    """Points of corner k of the current line (none where its block is uniform); returns the new count.
+
+    ``inside``: all the line's voxel lines lie in the image (then only k decides what is outside).
+    """
     lines = offsets.shape[0]
     slots = 2 * lines
-    for line in range(lines):
-        block[2 * line] = _label(flat, offsets[line], k - 1, width, fill)
-        block[2 * line + 1] = _label(flat, offsets[line], k, width, fill)
-    mixed = False
-    for s in range(1, slots):
-        if block[s] != block[0]:
-            mixed = True
-            break
-    if not mixed:
-        return count
+    if inside and 0 < k < width:
+        for line in range(lines):
+            block[2 * line] = flat[offsets[line] + k - 1]
+            block[2 * line + 1] = flat[offsets[line] + k]
+    else:
+        for line in range(lines):
+            block[2 * line] = _label(flat, offsets[line], k - 1, width, fill)
+            block[2 * line + 1] = _label(flat, offsets[line], k, width, fill)
+    distinct = 0  # the labels of the block in order of first slot, and their codes
     for s in range(slots):
         label = block[s]
+        bit = 1 << (slots - 1 - s)
+        found = False
+        for t in range(distinct):
+            if seen[t] == label:
+                seen_codes[t] |= bit
+                found = True
+                break
+        if not found:
+            seen[distinct] = label
+            seen_codes[distinct] = bit
+            distinct += 1
+    if distinct == 1:
+        return count
+    for t in range(distinct):
+        label = seen[t]
         if label < 0 or label >= keep.shape[0]:
             raise IndexError("a label outside [0, num_classes]: validate the maps (validate_args=True)")
         if not keep[label]:
             continue
-        first = True
-        for t in range(s):
-            if block[t] == label:
-                first = False
-                break
-        if not first:
-            continue
-        code = 0
-        for t in range(slots):
-            code = (code << 1) | (1 if block[t] == label else 0)
         coords[count, 0] = image
         coords[count, 1] = i
         if dims == 3:
             coords[count, 2] = j
         coords[count, dims] = k
         labels[count] = label
-        codes[count] = code
+        codes[count] = seen_codes[t]
         count += 1
     return count
 
@@ -151,6 +159,8 @@ def corner_points(flat, words, shape, line_length, per_word, low, splat, fill, k
     codes = np.empty(capacity, np.int64)
     count = 0
     block = np.empty(slots, np.int64)
+    seen = np.empty(slots, np.int64)
+    seen_codes = np.empty(slots, np.int64)
     offsets = np.empty(lines, np.int64)
     words_per_line = line_length // per_word
     fill_word = (np.uint64(fill) & low) * splat
@@ -182,7 +192,8 @@ def corner_points(flat, words, shape, line_length, per_word, low, splat, fill, k
                     coords = _grown(coords, capacity)
                     labels = _grown(labels, capacity)
                     codes = _grown(codes, capacity)
+                inside = offsets.min() >= 0
                 for t in range(found):
-                    count = _corner(flat, offsets, candidates[t], width, fill, keep, block, coords, labels, codes,
-                                    count, image, i, j, dims)
+                    count = _corner(flat, offsets, candidates[t], width, fill, keep, block, seen, seen_codes, coords,
+                                    labels, codes, count, image, i, j, dims, inside)
     return _sorted_by_key(coords, labels, codes, count, base, images * base)

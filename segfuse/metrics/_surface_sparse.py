@@ -1,14 +1,18 @@
-"""The sparse half of MONAI's edge-voxel extraction, compiled with numba (an optional accelerator).
+"""The sparse half of the surface extraction, compiled with numba (an optional accelerator).
 
 :mod:`segfuse.metrics._surface_points` finds, with dense numpy comparisons, the flat
-positions of the padded map where voxels have a differing neighbour; :func:`edge_points`
-turns them into sorted surface points in one loop: the kept labels, the grid coordinates,
-and a stable counting sort by (image, class) (:func:`_sorted_by_key`, also used by the
-corner scan of :mod:`segfuse.metrics._surface_scan`). The numpy code beside it computes
-the same arrays (``tests/metrics/test_surface.py`` checks that they are equal).
+positions of the padded map where corners are mixed (3D volumes) or voxels have a
+differing neighbour; these kernels turn those positions into sorted surface points in one
+loop: the labels around each corner, one point per kept label with its neighbour code, the
+grid coordinates, and a stable counting sort by (image, class) (:func:`_sorted_by_key`,
+also used by the corner scan of :mod:`segfuse.metrics._surface_scan`, which serves 2D
+maps). The numpy code beside them computes the same arrays (``tests/metrics/test_surface.py``
+checks that they are equal).
 
 Convention:
-    As :mod:`segfuse.metrics._surface_points`: padded index = voxel index + 1.
+    As :mod:`segfuse.metrics._surface_points`: a corner is named by its block's far voxel
+    (padded index = corner index + 1), slot k of its block is the voxel ``p - shifts[k]``,
+    and the code sums ``2 ** (2**D - 1 - k)`` over the slots holding the point's label.
 """
 
 from __future__ import annotations
@@ -50,12 +54,55 @@ def _sorted_by_key(coords, labels, codes, count, base, keys):
 
 
 @njit(cache=True, nogil=True)
-def edge_points(flat, position, keep, shape, starts, base):
-    """Edge voxels of the kept labels among ``position`` (flat padded indices), sorted by (image, class), then position.
+def corner_points(flat, position, shifts, keep, shape, starts, base):
+    """Surfels of the kept labels at the mixed corners ``position`` (flat padded indices of their far voxels).
 
     ``shape``: the padded batch's shape; ``starts``: the box's start per spatial axis;
-    ``base``: ``num_classes + 1``. Returns ``(coords (m, 1 + D), labels (m,), codes (m,) zeros)``.
+    ``base``: ``num_classes + 1``. Returns ``(coords (m, 1 + D), labels (m,), codes (m,))``
+    sorted by (image, class), then position.
     """
+    slots = shifts.shape[0]
+    capacity = position.shape[0] * 2 + 16
+    coords = np.empty((capacity, shape.shape[0]), np.int64)
+    labels = np.empty(capacity, np.int64)
+    codes = np.empty(capacity, np.int64)
+    block = np.empty(slots, np.int64)
+    count = 0
+    for i in range(position.shape[0]):
+        p = position[i]
+        for k in range(slots):
+            block[k] = flat[p - shifts[k]]
+        for j in range(slots):
+            label = block[j]
+            if label < 0 or label >= keep.shape[0]:
+                raise IndexError("a label outside [0, num_classes]: validate the maps (validate_args=True)")
+            if not keep[label]:
+                continue
+            first = True
+            for k in range(j):
+                if block[k] == label:
+                    first = False
+                    break
+            if not first:
+                continue
+            code = 0
+            for k in range(slots):
+                code = (code << 1) | (1 if block[k] == label else 0)
+            if count == capacity:  # more than two kept labels at many corners: grow
+                capacity *= 2
+                coords = _grown(coords, capacity)
+                labels = _grown(labels, capacity)
+                codes = _grown(codes, capacity)
+            _coordinates(p, shape, starts, coords, count)
+            labels[count] = label
+            codes[count] = code
+            count += 1
+    return _sorted_by_key(coords, labels, codes, count, base, shape[0] * base)
+
+
+@njit(cache=True, nogil=True)
+def edge_points(flat, position, keep, shape, starts, base):
+    """Edge voxels of the kept labels among ``position`` (flat padded indices), sorted as :func:`corner_points`."""
     count = 0
     for i in range(position.shape[0]):
         label = flat[position[i]]

@@ -30,6 +30,7 @@ import segfuse.metrics._edt as edt
 from segfuse.metrics._edt import exact_distance_transform, nearest_by_class, nearest_distances, point_distances
 from segfuse.metrics._surface_inputs import keep_lookup
 from segfuse.metrics._surface_points import (
+    _corner_scan,
     _extract_numpy,
     corner_surfels,
     corner_surfels_torch,
@@ -267,12 +268,13 @@ def test_compiled_corner_scan_equals_the_numpy_extraction(dims):
         for include_background in (False, True):
             keep = keep_lookup(4, include_background, "cpu").numpy()
             first = 0 if include_background else 1
-            scan = _extract_numpy(maps, keep, first, 4, holds_no_class, corners=True, use_compiled=True)
             reference = _extract_numpy(np.ascontiguousarray(maps), keep, first, 4, holds_no_class, corners=True,
                                        use_compiled=False)
             assert len(reference.labels) > 0
-            for name in ("coords", "labels", "codes"):
-                np.testing.assert_array_equal(getattr(scan, name), getattr(reference, name))
+            for ours in (_corner_scan(maps, keep, 4),  # the kernel itself (2D and 3D) and the path that uses it
+                         _extract_numpy(maps, keep, first, 4, holds_no_class, corners=True, use_compiled=True)):
+                for name in ("coords", "labels", "codes"):
+                    np.testing.assert_array_equal(getattr(ours, name), getattr(reference, name))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed")
