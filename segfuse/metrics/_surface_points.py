@@ -239,7 +239,7 @@ def _extract_numpy(labels: np.ndarray, keep: np.ndarray, first: int, num_classes
 
 
 def _corner_scan(labels: np.ndarray, keep: np.ndarray, num_classes: int) -> SurfacePoints:
-    """:func:`corner_surfels` by the compiled one-pass scan of :mod:`segfuse.metrics._surface_scan`."""
+    """:func:`corner_surfels` of 2D maps ``(N, H, W)`` by the compiled scan of :mod:`segfuse.metrics._surface_scan`."""
     fill = 0 if not keep[0] else num_classes  # a label that is no kept class: the outside
     if labels.size == 0:
         return _empty(labels.ndim - 1, True)
