@@ -10,18 +10,17 @@ Two surface definitions, each the one of its reference:
   (voxels outside the image are not c). Each carries its neighbour code, whose surfel area
   (3D) or contour length (2D) comes from :mod:`segfuse.metrics._surface_tables`.
 
-On CPU with numba installed, the corners of 2D maps come from one compiled pass over the
-maps (:mod:`segfuse.metrics._surface_scan`: 8-byte words at a time, labels read only where
-the words are not uniform; most of an image is). Otherwise, and for volumes (where surfaces
-are dense in the organs' box) and voxels, the batch is cropped to the kept classes'
-bounding box, padded with a label that is no kept class, and flattened; a handful of
-comparisons of the flat map with its copies shifted by one step along each axis find, for
-every class together, the corners whose ``2**D`` voxels are not all equal (a corner block
-is mixed iff one of its edges joins two different labels) or the voxels with a differing
-face neighbour. Codes and labels are then computed only at those sparse positions (by
-numpy, or by one numba loop where numba is installed: :mod:`segfuse.metrics._surface_sparse`).
-A mixed block gives a surfel to each kept label it holds, since that label and another meet
-there.
+On CPU with numba installed, the corners and edge voxels of 2D maps come from one compiled
+pass over the maps (:mod:`segfuse.metrics._surface_scan`: 8-byte words at a time, labels read
+only where the words are not uniform; most of an image is). Otherwise, and for volumes (where
+surfaces are dense in the organs' box), the batch is cropped to the kept classes' bounding
+box, padded with a label that is no kept class, and flattened; a handful of comparisons of
+the flat map with its copies shifted by one step along each axis find, for every class
+together, the corners whose ``2**D`` voxels are not all equal (a corner block is mixed iff
+one of its edges joins two different labels) or the voxels with a differing face neighbour.
+Codes and labels are then computed only at those sparse positions (by numpy, or by one numba
+loop where numba is installed: :mod:`segfuse.metrics._surface_sparse`). A mixed block gives a
+surfel to each kept label it holds, since that label and another meet there.
 
 Convention:
     The label ``num_classes`` (ignored pixels) and the outside of the image belong to no
@@ -188,11 +187,11 @@ def _neighbour_codes(block: np.ndarray) -> np.ndarray:
 
 def _extract_numpy(labels: np.ndarray, keep: np.ndarray, first: int, num_classes: int, holds_no_class: bool,
                    corners: bool, use_compiled: bool = True) -> SurfacePoints:
-    """2D corners by the compiled scan where numba is installed (and ``use_compiled``); otherwise dense comparisons
+    """2D maps by the compiled scan where numba is installed (and ``use_compiled``); otherwise dense comparisons
     in numpy, then the sparse positions to sorted points (numba's loop where installed)."""
     dims = labels.ndim - 1
-    if corners and dims == 2 and use_compiled and sys.byteorder == "little" and compiled("_surface_scan") is not None:
-        return _corner_scan(labels, keep, num_classes)
+    if dims == 2 and use_compiled and sys.byteorder == "little" and compiled("_surface_scan") is not None:
+        return _corner_scan(labels, keep, num_classes, corners)
     box = kept_box(labels, first, num_classes, holds_no_class)
     if box is None:
         return _empty(dims, corners)
@@ -238,11 +237,12 @@ def _extract_numpy(labels: np.ndarray, keep: np.ndarray, first: int, num_classes
     return SurfacePoints(coords[order], values[order], None if codes is None else codes[order])
 
 
-def _corner_scan(labels: np.ndarray, keep: np.ndarray, num_classes: int) -> SurfacePoints:
-    """:func:`corner_surfels` of 2D maps ``(N, H, W)`` by the compiled scan of :mod:`segfuse.metrics._surface_scan`."""
+def _corner_scan(labels: np.ndarray, keep: np.ndarray, num_classes: int, corners: bool = True) -> SurfacePoints:
+    """:func:`corner_surfels` (or, not ``corners``, :func:`voxel_edges`) of 2D maps ``(N, H, W)`` by the compiled
+    scan of :mod:`segfuse.metrics._surface_scan`."""
     fill = 0 if not keep[0] else num_classes  # a label that is no kept class: the outside
     if labels.size == 0:
-        return _empty(labels.ndim - 1, True)
+        return _empty(labels.ndim - 1, corners)
     item = labels.dtype.itemsize
     per_word = 8 // item
     width = labels.shape[-1]
@@ -253,8 +253,12 @@ def _corner_scan(labels: np.ndarray, keep: np.ndarray, num_classes: int) -> Surf
     low = np.uint64((1 << (8 * item)) - 1)
     splat = np.uint64(sum(1 << (8 * item * t) for t in range(per_word)))
     shape = np.asarray(labels.shape[:-1] + (width,), dtype=np.int64)
-    return SurfacePoints(*compiled("_surface_scan").corner_points(flat, flat.view(np.uint64), shape, line_length,
-                                                                  per_word, low, splat, fill, keep, num_classes + 1))
+    kernels = compiled("_surface_scan")
+    arguments = (flat, flat.view(np.uint64), shape, line_length, per_word, low, splat, fill, keep, num_classes + 1)
+    if corners:
+        return SurfacePoints(*kernels.corner_points(*arguments))
+    found, values, _ = kernels.edge_points(*arguments)
+    return SurfacePoints(found, values, None)
 
 
 def _word_aligned(labels: np.ndarray, line_length: int, fill: int) -> np.ndarray:

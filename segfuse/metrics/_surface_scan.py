@@ -1,8 +1,10 @@
-"""DeepMind's surface elements of every class of 2D maps in one compiled pass (numba, optional).
+"""Surface points of every class of 2D maps in one compiled pass (numba, optional).
 
-:mod:`segfuse.metrics._surface_points` calls :func:`corner_points` for 2D maps where numba is
-installed; its numpy code computes the same arrays (``tests/metrics/test_surface.py`` checks
-that they are equal). The corners are visited row by row: corner row ``i`` of an image lies
+:mod:`segfuse.metrics._surface_points` calls :func:`corner_points` (DeepMind's surfels) and
+:func:`edge_points` (MONAI's edge voxels) for 2D maps where numba is installed; its numpy code
+computes the same arrays (``tests/metrics/test_surface.py`` checks that they are equal). Edge
+voxels are found the same way as the corners below: per word of a row, the mask of the labels
+that differ from the row above, the row below, or the label before or after them. The corners are visited row by row: corner row ``i`` of an image lies
 between the voxel rows ``i - 1`` and ``i``. The two rows are read as 8-byte words; per word,
 a few integer operations give the mask of its mixed corners (the labels of the two rows
 differ at k or k - 1, or a row's labels at k - 1 and k differ), so most of an image, uniform,
@@ -16,7 +18,9 @@ Convention:
     outside the image hold ``fill``, a label that is no kept class; the code sums
     ``2 ** (3 - s)`` over the slots s holding the point's label. The rows may be padded to
     ``line_length`` (a whole number of words) with ``fill``; ``width`` is their true length.
-    Words are read little-endian (the caller checks the byte order).
+    Edge voxels: a voxel of a kept label with a face neighbour of another label, ``fill``
+    outside the image (so every kept voxel on the border). Words are read little-endian (the
+    caller checks the byte order).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ def _shifted(word, previous, bits):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _mixed_corners(upper, o0, lower, o1, words_per_line, per_word, width, splat, fill_word, out):
+def _mixed_corners(upper, o0, lower, o1, words_per_line, per_word, width, low, splat, fill_word, out):
     """The mixed corners of one row (0 .. width), in increasing order, into ``out``; returns their count.
 
     ``upper[o0 + w]`` and ``lower[o1 + w]`` are word w of the voxel rows above and below (the
@@ -63,6 +67,8 @@ def _mixed_corners(upper, o0, lower, o1, words_per_line, per_word, width, splat,
             difference = np.uint64(0)
         else:
             break
+        if (difference | previous_difference | (word ^ previous)) == 0 and word == (word & low) * splat:
+            continue  # both rows hold this word's label here and in the previous word: no mixed corner
         mixed = difference | _shifted(difference, previous_difference, bits) | (word ^ _shifted(word, previous, bits))
         if mixed:
             step = np.uint64(bits // 2)
@@ -124,11 +130,11 @@ def corner_points(flat, words, shape, line_length, per_word, low, splat, fill, k
             bottom = (image * height + i) * line_length if i < height else -1
             if top >= 0 and bottom >= 0:
                 found = _mixed_corners(words, top // per_word, words, bottom // per_word, words_per_line, per_word,
-                                       width, splat, fill_word, candidates)
+                                       width, low, splat, fill_word, candidates)
             else:
                 upper, o0 = (words, top // per_word) if top >= 0 else (fill_words, 0)
                 lower, o1 = (words, bottom // per_word) if bottom >= 0 else (fill_words, 0)
-                found = _mixed_corners(upper, o0, lower, o1, words_per_line, per_word, width, splat, fill_word,
+                found = _mixed_corners(upper, o0, lower, o1, words_per_line, per_word, width, low, splat, fill_word,
                                        candidates)
             if count + 4 * found > capacity:
                 capacity = 2 * capacity + 4 * found
@@ -157,4 +163,89 @@ def corner_points(flat, words, shape, line_length, per_word, low, splat, fill, k
                     count = _emit(coords, labels, codes, count, image, i, k, b2, 2 | (1 if b3 == b2 else 0), keep)
                 if b3 != b0 and b3 != b1 and b3 != b2:
                     count = _emit(coords, labels, codes, count, image, i, k, b3, 1, keep)
+    return _sorted_by_key(coords, labels, codes, count, base, images * base)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _shifted_down(word, following, bits):
+    """The word moved down by one label (``bits`` wide), the following word's first label in its last place."""
+    return ((word >> (bits - 1)) >> 1) | (following << (64 - bits))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _edge_voxels(row, o, upper, o0, lower, o1, words_per_line, per_word, width, low, splat, fill_word, out):
+    """The edge voxels of one row (0 .. width - 1), in increasing order, into ``out``; returns their count.
+
+    ``row[o + w]``, ``upper[o0 + w]`` and ``lower[o1 + w]``: word w of the row and of the rows
+    above and below (the maps' words, or a row of ``fill``).
+    """
+    bits = 64 // per_word
+    found = 0
+    previous = fill_word
+    word = row[o]
+    for w in range(words_per_line):
+        following = row[o + w + 1] if w + 1 < words_per_line else fill_word
+        vertical = (word ^ upper[o0 + w]) | (word ^ lower[o1 + w])
+        if vertical == 0 and word == previous and word == following and word == (word & low) * splat:
+            previous = word
+            word = following
+            continue  # one label here, above, below and in the words either side: no edge
+        mixed = (vertical | (word ^ _shifted(word, previous, bits)) | (word ^ _shifted_down(word, following, bits)))
+        if mixed:
+            step = np.uint64(bits // 2)
+            while step:  # every label's bits ored into its lowest
+                mixed |= mixed >> step
+                step >>= np.uint64(1)
+            mixed &= splat
+            for t in range(per_word):
+                if (mixed >> np.uint64(t * bits)) & np.uint64(1):
+                    k = w * per_word + t
+                    if k < width:
+                        out[found] = k
+                        found += 1
+        previous = word
+        word = following
+    return found
+
+
+@njit(cache=True, nogil=True)
+def edge_points(flat, words, shape, line_length, per_word, low, splat, fill, keep, base):
+    """MONAI's edge voxels of the kept labels of a batch of 2D maps, sorted by (image, class), then position.
+
+    Arguments as :func:`corner_points`. Returns ``(coords (m, 3), labels (m,), zeros (m,))``, int64.
+    """
+    images = shape[0]
+    height = shape[1]
+    width = shape[2]
+    capacity = 1024
+    coords = np.empty((capacity, 3), np.int64)
+    labels = np.empty(capacity, np.int64)
+    codes = np.zeros(capacity, np.int64)
+    count = 0
+    words_per_line = line_length // per_word
+    fill_word = (np.uint64(fill) & low) * splat
+    fill_words = np.full(words_per_line, fill_word, np.uint64)
+    candidates = np.empty(width + 1, np.int64)
+    for image in range(images):
+        for i in range(height):
+            middle = (image * height + i) * line_length
+            top = middle - line_length if i > 0 else -1
+            bottom = middle + line_length if i < height - 1 else -1
+            if top >= 0 and bottom >= 0:
+                found = _edge_voxels(words, middle // per_word, words, top // per_word, words, bottom // per_word,
+                                     words_per_line, per_word, width, low, splat, fill_word, candidates)
+            else:
+                upper, o0 = (words, top // per_word) if top >= 0 else (fill_words, 0)
+                lower, o1 = (words, bottom // per_word) if bottom >= 0 else (fill_words, 0)
+                found = _edge_voxels(words, middle // per_word, upper, o0, lower, o1, words_per_line, per_word, width,
+                                     low, splat, fill_word, candidates)
+            if count + found > capacity:
+                capacity = 2 * capacity + found
+                coords = _grown(coords, capacity)
+                labels = _grown(labels, capacity)
+                codes = _grown(codes, capacity)
+            for t in range(found):
+                k = candidates[t]
+                label = np.int64(flat[middle + k])
+                count = _emit(coords, labels, codes, count, image, i, k, label, 0, keep)
     return _sorted_by_key(coords, labels, codes, count, base, images * base)

@@ -250,8 +250,8 @@ def test_numpy_extraction_equals_the_torch_extraction(dims, dtype):
 
 @pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed")
 @pytest.mark.parametrize("dims", [2, 3])
-def test_compiled_corner_extraction_equals_the_numpy_extraction(dims):
-    # 2D: the word-at-a-time scan, widths that fill whole 8-byte words (no copy) and that do not (a padded copy),
+def test_compiled_extraction_equals_the_numpy_extraction(dims):
+    # corners and edge voxels; 2D: the word-at-a-time scan, widths that fill whole 8-byte words (no copy) and that do not (a padded copy),
     # every label width, non-contiguous maps, objects touching the border, empty maps, ignored pixels
     from tests.parity._surface_cases import structured_pair
 
@@ -265,36 +265,41 @@ def test_compiled_corner_extraction_equals_the_numpy_extraction(dims):
             gt[1][rng.random(gt[1].shape) < 0.1] = 4  # ignored pixels: label num_classes
         maps = gt[:, ::-1] if trial % 4 == 2 else gt
         holds_no_class = bool((maps == 4).any())
-        for include_background in (False, True):
+        for include_background, corners in product((False, True), (True, False)):
             keep = keep_lookup(4, include_background, "cpu").numpy()
             first = 0 if include_background else 1
-            reference = _extract_numpy(np.ascontiguousarray(maps), keep, first, 4, holds_no_class, corners=True,
+            reference = _extract_numpy(np.ascontiguousarray(maps), keep, first, 4, holds_no_class, corners,
                                        use_compiled=False)
             assert len(reference.labels) > 0
-            compiled = [_extract_numpy(maps, keep, first, 4, holds_no_class, corners=True, use_compiled=True)]
-            if dims == 2:  # the word scan itself (volumes take the sparse kernel)
-                compiled.append(_corner_scan(maps, keep, 4))
+            compiled = [_extract_numpy(maps, keep, first, 4, holds_no_class, corners, use_compiled=True)]
+            if dims == 2:  # the word scan itself (volumes take the sparse kernels)
+                compiled.append(_corner_scan(maps, keep, 4, corners))
             for ours in compiled:
-                for name in ("coords", "labels", "codes"):
-                    np.testing.assert_array_equal(getattr(ours, name), getattr(reference, name))
+                np.testing.assert_array_equal(ours.coords, reference.coords)
+                np.testing.assert_array_equal(ours.labels, reference.labels)
+                assert (ours.codes is None) == (not corners)
+                if corners:
+                    np.testing.assert_array_equal(ours.codes, reference.codes)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed")
+@pytest.mark.parametrize("definition", ["deepmind", "monai"])
 @pytest.mark.parametrize("dims", [2, 3])
-def test_statistics_are_the_same_with_and_without_the_compiled_kernels(dims, monkeypatch):
-    # anisotropic spacing, structured and random maps, classes empty on one side or both
-    from segfuse.metrics import _surface_points
+def test_statistics_are_the_same_with_and_without_the_compiled_kernels(dims, definition, monkeypatch):
+    # the extraction and percentile kernels against numpy (the search is the same): anisotropic spacing,
+    # structured maps, classes empty on one side or both
+    from segfuse.metrics import _surface_points, _surface_stats
     from tests.parity._surface_cases import SPACINGS, pairs
 
     cases = list(pairs(dims, dims))
     target = torch.from_numpy(np.stack([gt for _, gt, _ in cases[1:]]))
     pred = torch.from_numpy(np.stack([p for _, _, p in cases[1:]]))
     spacing = SPACINGS[dims][-1]
-    kwargs = dict(spacing=spacing, percentiles=(95.0, 50.0, 100.0), tolerances=(0.0, 1.0, 2.5))
+    kwargs = dict(spacing=spacing, percentiles=(95.0, 50.0, 100.0), tolerances=(0.0, 1.0, 2.5), definition=definition)
     compiled = surface_statistics(pred, target, 4, **kwargs)
     assert bool((compiled.surface == 0).any()) and bool((compiled.surface > 0).any())
-    real = _surface_points.compiled
-    monkeypatch.setattr(_surface_points, "compiled", lambda name: None if name == "_surface_scan" else real(name))
+    for module in (_surface_points, _surface_stats):
+        monkeypatch.setattr(module, "compiled", lambda name: None)
     plain = surface_statistics(pred, target, 4, **kwargs)
     for name in ("surface", "distance_sum", "hausdorff", "percentile", "within"):
         assert torch.equal(getattr(compiled, name).nan_to_num(-1), getattr(plain, name).nan_to_num(-1)), name
