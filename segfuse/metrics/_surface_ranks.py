@@ -1,4 +1,4 @@
-"""DeepMind's percentile index of each run of surfels, compiled with numba (an optional accelerator).
+"""DeepMind's per-run surface statistics of a direction in one compiled loop (numba, an optional accelerator).
 
 ``surface_distance.compute_robust_hausdorff`` takes, per direction, the first distance whose
 ``np.cumsum(areas) / np.sum(areas)`` reaches p / 100 (``np.searchsorted``, the areas in the
@@ -6,9 +6,12 @@ order of the sorted distances). :func:`deepmind_ranks` does this for every run o
 direction in one loop, with the reference's arithmetic: a sequential cumulative sum, and
 NumPy's pairwise summation for the total (:func:`numpy_sum`, the algorithm of NumPy's
 ``pairwise_sum`` for contiguous float64: blocks of up to 128 summed in 8 interleaved
-partial sums, longer runs split in two at a multiple of 8). The numpy loop in
-:mod:`segfuse.metrics._surface_stats` gives the same indices (``tests/metrics/test_surface.py``
-checks both, and the total against ``np.sum``).
+partial sums, longer runs split in two at a multiple of 8). :func:`deepmind_statistics` adds
+the sizes, distance sums and tolerance sums with ``np.add.reduceat``'s arithmetic (the first
+value plus the pairwise sum of the rest: :func:`reduceat_sum`). The numpy code in
+:mod:`segfuse.metrics._surface_stats` gives the same numbers to the bit
+(``tests/metrics/test_surface.py`` checks them, and the sums against ``np.sum`` and
+``np.add.reduceat``).
 """
 
 from __future__ import annotations
@@ -54,6 +57,13 @@ def numpy_sum(values, start, count):
 
 
 @njit(cache=True, nogil=True)
+def reduceat_sum(values, start, count):
+    """``np.add.reduceat``'s sum of ``values[start : start + count]`` to the bit: the first value plus NumPy's
+    pairwise sum of the others."""
+    return values[start] + numpy_sum(values, start + 1, count - 1)
+
+
+@njit(cache=True, nogil=True)
 def deepmind_ranks(weights, starts, counts, targets):
     """Index (into ``weights``) per run and target: ``start + searchsorted(cumsum(run) / sum(run), target)``.
 
@@ -76,3 +86,43 @@ def deepmind_ranks(weights, starts, counts, targets):
                     break
             out[row, p] = start + index
     return out
+
+
+@njit(cache=True, nogil=True)
+def deepmind_statistics(distances, weights, order, starts, counts, targets, tolerances):
+    """Per-run statistics of one direction in DeepMind's order, with numpy's arithmetic, in one pass.
+
+    ``order`` puts the points in (run, distance, weight) order; ``starts``, ``counts`` (k,) the runs
+    in that order; ``targets`` (P,) percentile fractions (the first 1.0: the Hausdorff value);
+    ``tolerances`` (T,). Returns ``size``, ``distance_sum`` (k,), ``values`` (k, P) (the distance at
+    each percentile index) and ``within`` (k, T): the sums (``np.add.reduceat``'s) of the
+    weights, of distance * weight and of the weights within each tolerance (:func:`reduceat_sum`).
+    """
+    m = order.shape[0]
+    runs = starts.shape[0]
+    ordered = np.empty(m)
+    ordered_weights = np.empty(m)
+    scratch = np.empty(m)
+    for j in range(m):
+        ordered[j] = distances[order[j]]
+        ordered_weights[j] = weights[order[j]]
+        scratch[j] = ordered[j] * ordered_weights[j]
+    size = np.empty(runs)
+    distance_sum = np.empty(runs)
+    for row in range(runs):
+        size[row] = reduceat_sum(ordered_weights, starts[row], counts[row])
+        distance_sum[row] = reduceat_sum(scratch, starts[row], counts[row])
+    at = deepmind_ranks(ordered_weights, starts, counts, targets)
+    values = np.empty((runs, targets.shape[0]))
+    for row in range(runs):
+        last = starts[row] + counts[row] - 1
+        for p in range(targets.shape[0]):
+            values[row, p] = ordered[min(at[row, p], last)]
+    within = np.empty((runs, tolerances.shape[0]))
+    for t in range(tolerances.shape[0]):
+        tolerance = tolerances[t]
+        for j in range(m):
+            scratch[j] = ordered_weights[j] if ordered[j] <= tolerance else 0.0
+        for row in range(runs):
+            within[row, t] = reduceat_sum(scratch, starts[row], counts[row])
+    return size, distance_sum, values, within

@@ -72,19 +72,31 @@ class SegmentStatistics:
 
 
 def segment_statistics(distances: np.ndarray, weights: np.ndarray | None, keys: np.ndarray,
-                       config: DistanceConfig, weight_ranks: np.ndarray | None = None) -> SegmentStatistics:
+                       config: DistanceConfig, weight_ranks: np.ndarray | None = None,
+                       use_compiled: bool = True) -> SegmentStatistics:
     """Per-key statistics of one direction, every key at once (``keys`` sorted, one run per key, none empty).
 
     ``weight_ranks``: the rank of each weight among the distinct weights (sorts like the weights).
 
     The points of each key are put in the reference's order, by (distance, weight), with one
-    sort of the whole direction; sizes, sums and tolerance counts are reductions over the runs.
+    sort of the whole direction; sizes, sums and tolerance counts are reductions over the runs
+    (numpy's, or for DeepMind's rule the same arithmetic in one compiled pass where numba is
+    installed: :func:`segfuse.metrics._surface_ranks.deepmind_statistics`).
     """
     weights = np.ones(len(distances)) if weights is None else weights
     key_order = _small_integers(keys)  # lexsort sorts small integer keys by radix
     if config.rule == "deepmind":
         order = np.lexsort((_small_integers(np.unique(weights, return_inverse=True)[1]) if weight_ranks is None
                             else weight_ranks, _sortable(distances), key_order))
+        kernels = compiled("_surface_ranks") if use_compiled else None
+        if kernels is not None:  # keys are sorted: the runs are the same before and after the sort
+            starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+            counts = np.diff(np.r_[starts, len(keys)])
+            targets = np.asarray((100.0,) + config.percentiles, dtype=np.float64) / 100.0
+            size, distance_sum, values, within = kernels.deepmind_statistics(
+                np.ascontiguousarray(distances, dtype=np.float64), np.ascontiguousarray(weights, dtype=np.float64),
+                order, starts, counts, targets, np.asarray(config.tolerances, dtype=np.float64))
+            return SegmentStatistics(keys[starts], size, distance_sum, values[:, 0], values[:, 1:], within)
     else:
         order = np.lexsort((_sortable(distances), key_order))
     distances, weights, keys = distances[order], weights[order], keys[order]

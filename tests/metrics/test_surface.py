@@ -397,6 +397,34 @@ def test_compiled_deepmind_ranks_equal_numpys_cumsum_and_sum():
             np.testing.assert_array_equal(ours, numpy)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed")
+def test_compiled_segment_statistics_equal_numpys_to_the_bit():
+    # DeepMind's rule: runs of table weights, lattice distances with many ties, a run of infinite distances
+    # (no target surface), percentiles 0 to 100 and tolerances on lattice distances
+    from segfuse.metrics import _surface_ranks
+    from segfuse.metrics._surface_stats import DistanceConfig, segment_statistics
+    from segfuse.metrics._surface_tables import deepmind_surfel_areas
+
+    rng = np.random.default_rng(1)
+    values = rng.random(300) * rng.choice([1.0, 1e7], 300)
+    for start, count in ((0, 1), (3, 9), (10, 130), (20, 280)):
+        expected = np.add.reduceat(values[start : start + count], [0])[0]
+        assert _surface_ranks.reduceat_sum(values, start, count) == expected
+    config = DistanceConfig("euclidean", "deepmind", (95.0, 50.0, 0.0, 100.0), (0.0, 1.0, 2.5), "search")
+    for trial in range(20):
+        table = deepmind_surfel_areas((0.7, 1.9) if trial % 2 else (0.85, 1.2, 0.9))
+        counts = rng.integers(1, 400, int(rng.integers(1, 12)))
+        keys = np.repeat(np.sort(rng.choice(1000, len(counts), replace=False)), counts)
+        weights = rng.choice(table[table > 0], len(keys))
+        distances = np.sqrt(rng.integers(0, 60, len(keys)) * 0.49 + rng.integers(0, 5, len(keys)) * 3.61)
+        if trial % 4 == 0:
+            distances[keys == keys[0]] = np.inf
+        ours = segment_statistics(distances, weights, keys, config, use_compiled=True)
+        numpy = segment_statistics(distances, weights, keys, config, use_compiled=False)
+        for name in ("keys", "size", "distance_sum", "hausdorff", "percentile", "within"):
+            np.testing.assert_array_equal(getattr(ours, name), getattr(numpy, name))
+
+
 @pytest.mark.parametrize(
     "target, pred, spacing",
     [
