@@ -28,7 +28,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from segfuse.metrics._surface_sparse import _grown, _sorted_by_key
+from segfuse.metrics._surface_sparse import _grown
+
+_FIELDS = 5  # a point's record: image, row, column, label, code
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -88,18 +90,45 @@ def _mixed_corners(upper, o0, lower, o1, words_per_line, per_word, width, low, s
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _emit(coords, labels, codes, count, image, i, k, label, code, keep):
-    """Append the point of ``label`` (if kept) at corner (i, k) of ``image``; returns the new count."""
+def _emit(records, count, image, i, k, label, code, keep):
+    """Append the point of ``label`` (if kept) at (i, k) of ``image`` to ``records``; returns the new count."""
     if label < 0 or label >= keep.shape[0]:
         raise IndexError("a label outside [0, num_classes]: validate the maps (validate_args=True)")
     if keep[label]:
-        coords[count, 0] = image
-        coords[count, 1] = i
-        coords[count, 2] = k
-        labels[count] = label
-        codes[count] = code
+        at = _FIELDS * count
+        records[at] = image
+        records[at + 1] = i
+        records[at + 2] = k
+        records[at + 3] = label
+        records[at + 4] = code
         count += 1
     return count
+
+
+@njit(cache=True, nogil=True)
+def _sorted_records(records, count, base, keys):
+    """``(coords (m, 3), labels, codes)`` of the first ``count`` records, stably sorted by ``image * base + label``.
+
+    One flat array of records while scanning (several arrays grown in the loop cost twice the scan)."""
+    start = np.zeros(keys + 1, np.int64)
+    for p in range(count):
+        start[records[_FIELDS * p] * base + records[_FIELDS * p + 3] + 1] += 1
+    for key in range(keys):
+        start[key + 1] += start[key]
+    coords = np.empty((count, 3), np.int64)
+    labels = np.empty(count, np.int64)
+    codes = np.empty(count, np.int64)
+    for p in range(count):
+        at = _FIELDS * p
+        key = records[at] * base + records[at + 3]
+        j = start[key]
+        start[key] += 1
+        coords[j, 0] = records[at]
+        coords[j, 1] = records[at + 1]
+        coords[j, 2] = records[at + 2]
+        labels[j] = records[at + 3]
+        codes[j] = records[at + 4]
+    return coords, labels, codes
 
 
 @njit(cache=True, nogil=True)
@@ -116,9 +145,7 @@ def corner_points(flat, words, shape, line_length, per_word, low, splat, fill, k
     height = shape[1]
     width = shape[2]
     capacity = 1024
-    coords = np.empty((capacity, 3), np.int64)
-    labels = np.empty(capacity, np.int64)
-    codes = np.empty(capacity, np.int64)
+    records = np.empty(_FIELDS * capacity, np.int64)
     count = 0
     words_per_line = line_length // per_word
     fill_word = (np.uint64(fill) & low) * splat
@@ -138,9 +165,7 @@ def corner_points(flat, words, shape, line_length, per_word, low, splat, fill, k
                                        candidates)
             if count + 4 * found > capacity:
                 capacity = 2 * capacity + 4 * found
-                coords = _grown(coords, capacity)
-                labels = _grown(labels, capacity)
-                codes = _grown(codes, capacity)
+                records = _grown(records, _FIELDS * capacity)
             for t in range(found):
                 k = candidates[t]
                 if top >= 0 and bottom >= 0 and 0 < k < width:
@@ -154,16 +179,16 @@ def corner_points(flat, words, shape, line_length, per_word, low, splat, fill, k
                     b2 = np.int64(_label(flat, bottom, k - 1, width, fill))
                     b3 = np.int64(_label(flat, bottom, k, width, fill))
                 # one point per label, in order of its first slot, with the slots holding it as bits 8, 4, 2, 1
-                count = _emit(coords, labels, codes, count, image, i, k, b0,
+                count = _emit(records, count, image, i, k, b0,
                               8 | (4 if b1 == b0 else 0) | (2 if b2 == b0 else 0) | (1 if b3 == b0 else 0), keep)
                 if b1 != b0:
-                    count = _emit(coords, labels, codes, count, image, i, k, b1,
+                    count = _emit(records, count, image, i, k, b1,
                                   4 | (2 if b2 == b1 else 0) | (1 if b3 == b1 else 0), keep)
                 if b2 != b0 and b2 != b1:
-                    count = _emit(coords, labels, codes, count, image, i, k, b2, 2 | (1 if b3 == b2 else 0), keep)
+                    count = _emit(records, count, image, i, k, b2, 2 | (1 if b3 == b2 else 0), keep)
                 if b3 != b0 and b3 != b1 and b3 != b2:
-                    count = _emit(coords, labels, codes, count, image, i, k, b3, 1, keep)
-    return _sorted_by_key(coords, labels, codes, count, base, images * base)
+                    count = _emit(records, count, image, i, k, b3, 1, keep)
+    return _sorted_records(records, count, base, images * base)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -218,9 +243,7 @@ def edge_points(flat, words, shape, line_length, per_word, low, splat, fill, kee
     height = shape[1]
     width = shape[2]
     capacity = 1024
-    coords = np.empty((capacity, 3), np.int64)
-    labels = np.empty(capacity, np.int64)
-    codes = np.zeros(capacity, np.int64)
+    records = np.empty(_FIELDS * capacity, np.int64)
     count = 0
     words_per_line = line_length // per_word
     fill_word = (np.uint64(fill) & low) * splat
@@ -241,11 +264,9 @@ def edge_points(flat, words, shape, line_length, per_word, low, splat, fill, kee
                                      low, splat, fill_word, candidates)
             if count + found > capacity:
                 capacity = 2 * capacity + found
-                coords = _grown(coords, capacity)
-                labels = _grown(labels, capacity)
-                codes = _grown(codes, capacity)
+                records = _grown(records, _FIELDS * capacity)
             for t in range(found):
                 k = candidates[t]
                 label = np.int64(flat[middle + k])
-                count = _emit(coords, labels, codes, count, image, i, k, label, 0, keep)
-    return _sorted_by_key(coords, labels, codes, count, base, images * base)
+                count = _emit(records, count, image, i, k, label, 0, keep)
+    return _sorted_records(records, count, base, images * base)
