@@ -119,10 +119,10 @@ def _nearest_in_plane(query, i, features, first_feature, out, first_query, row, 
     """
     best = np.inf
     best_slot = -1
-    if i > first_query and out[i - 1] >= 0:
-        if abs(query[i, 0] - query[i - 1, 0]) <= 1 and abs(query[i, 1] - query[i - 1, 1]) <= 1:
-            best = _value(query, i, features, out[i - 1], steps, metric, formula)
-            best_slot = slot_of[out[i - 1] - first_feature]
+    neighbour = i > first_query and out[i - 1] >= 0
+    if neighbour and abs(query[i, 0] - query[i - 1, 0]) <= 1 and abs(query[i, 1] - query[i - 1, 1]) <= 1:
+        best = _value(query, i, features, out[i - 1], steps, metric, formula)
+        best_slot = slot_of[out[i - 1] - first_feature]
     up = above[min(row, rows - 1)] if row >= 0 else -1  # rows <= row
     down = below[row + 1] if 0 <= row + 1 < rows else (below[0] if row + 1 < 0 else rows)  # rows > row
     while up >= 0 or down < rows:

@@ -2,15 +2,16 @@
 
 :mod:`segfuse.metrics._surface_points` calls :func:`corner_points` (DeepMind's surfels) and
 :func:`edge_points` (MONAI's edge voxels) for 2D maps where numba is installed; its numpy code
-computes the same arrays (``tests/metrics/test_surface.py`` checks that they are equal). Edge
-voxels are found the same way as the corners below: per word of a row, the mask of the labels
-that differ from the row above, the row below, or the label before or after them. The corners are visited row by row: corner row ``i`` of an image lies
-between the voxel rows ``i - 1`` and ``i``. The two rows are read as 8-byte words; per word,
+computes the same arrays (``tests/metrics/test_surface.py`` checks that they are equal).
+
+The corners are visited row by row: corner row ``i`` of an image lies between the voxel rows
+``i - 1`` and ``i``. The two rows are read as 8-byte words; per word,
 a few integer operations give the mask of its mixed corners (the labels of the two rows
 differ at k or k - 1, or a row's labels at k - 1 and k differ), so most of an image, uniform,
 is passed over without looking at its labels. At a mixed corner, one point per kept label
 with its neighbour code. Points come out sorted by (image, class), then position, by a
-stable counting sort.
+stable counting sort. Edge voxels are found the same way, row by row: per word, the mask of
+the labels that differ from the row above, the row below, or the label before or after them.
 
 Convention:
     As :mod:`segfuse.metrics._surface_points`: corner ``k`` of a row sits between voxels

@@ -211,7 +211,8 @@ def surface_statistics(
             else:
                 extract, table = voxel_edges, None
 
-            def chunk_statistics(chunk: list[int], threads: bool) -> dict[str, np.ndarray]:
+            def chunk_statistics(chunk: list[int], threads: bool, extract=extract, table=table,
+                                 group_spacing=group_spacing) -> dict[str, np.ndarray]:
                 rows = slice(chunk[0], chunk[-1] + 1) if chunk == list(range(chunk[0], chunk[-1] + 1)) else chunk
                 gt, predicted = on_both_sides(extract, [(maps[rows], keep, first, num_classes, holds_no_class)
                                                         for maps in (target, pred)], target.device, threads)

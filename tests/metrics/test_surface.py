@@ -9,8 +9,8 @@ import doctest
 import importlib
 import importlib.util
 import math
-from itertools import product
 import pickle
+from itertools import product
 
 import numpy as np
 import pytest
@@ -251,8 +251,9 @@ def test_numpy_extraction_equals_the_torch_extraction(dims, dtype):
 @pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed")
 @pytest.mark.parametrize("dims", [2, 3])
 def test_compiled_extraction_equals_the_numpy_extraction(dims):
-    # corners and edge voxels; 2D: the word-at-a-time scan, widths that fill whole 8-byte words (no copy) and that do not (a padded copy),
-    # every label width, non-contiguous maps, objects touching the border, empty maps, ignored pixels
+    # corners and edge voxels; 2D: the word-at-a-time scan, widths that fill whole 8-byte words (no copy) and
+    # that do not (a padded copy), every label width, non-contiguous maps, objects touching the border, empty
+    # maps, ignored pixels
     from tests.parity._surface_cases import structured_pair
 
     rng = np.random.default_rng(dims)
@@ -295,7 +296,8 @@ def test_statistics_are_the_same_with_and_without_the_compiled_kernels(dims, def
     target = torch.from_numpy(np.stack([gt for _, gt, _ in cases[1:]]))
     pred = torch.from_numpy(np.stack([p for _, _, p in cases[1:]]))
     spacing = SPACINGS[dims][-1]
-    kwargs = dict(spacing=spacing, percentiles=(95.0, 50.0, 100.0), tolerances=(0.0, 1.0, 2.5), definition=definition)
+    kwargs = {"spacing": spacing, "percentiles": (95.0, 50.0, 100.0), "tolerances": (0.0, 1.0, 2.5),
+              "definition": definition}
     compiled = surface_statistics(pred, target, 4, **kwargs)
     assert bool((compiled.surface == 0).any()) and bool((compiled.surface > 0).any())
     for module in (_surface_points, _surface_stats):
