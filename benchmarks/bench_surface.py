@@ -20,8 +20,8 @@ Timed, median of ``--repeats`` runs, the implementations taking turns:
   ``definition="monai"`` (the numbers of each reference), all classes in one call: the
   default ``backend="search"`` (numba's compiled row search when numba is installed, else
   the KD-tree) and ``backend="kdtree"`` (numpy + scipy only), each also with 2 torch threads
-  where the machine has them (the two surfaces and the two directions in two threads; the
-  KD-tree's workers follow torch's thread count).
+  where the machine has them (a batch's images in chunks over two threads; one volume's two
+  surfaces and two directions in two threads; the KD-tree's workers follow torch's thread count).
 
 Every segfuse number is checked against its reference (max relative difference printed;
 MONAI's are float32). Background is left out (MONAI's default). NSD tolerance 2 mm (3D) and
@@ -265,8 +265,9 @@ def main() -> None:
                  monai_once=not args.monai_every_turn, peers=peers)
     lines += ["", f"Median of {args.repeats} runs, implementations taking turns (MONAI's 2D run, which takes "
                   f"minutes, once unless --monai-every-turn); torch threads {torch.get_num_threads()} ('2 threads' "
-                  f"rows set 2 for that call: the two surfaces and directions in two threads, the KD-tree's "
-                  f"workers); 1-minute load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after."]
+                  f"rows set 2 for that call: a batch's images in chunks over two threads, one volume's two "
+                  f"surfaces and directions in two threads, the KD-tree's workers); 1-minute load average "
+                  f"{load_before:.1f} before and {os.getloadavg()[0]:.1f} after."]
     print("\n".join(lines))
     if args.write:
         with open(args.write + ".tmp", "w") as handle:

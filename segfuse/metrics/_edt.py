@@ -130,8 +130,8 @@ def _nearest_in_rows(query, query_keys, features, feature_keys, metric, spacing,
     axis = len(steps) - 1 - int(np.argmin(steps[::-1]))  # the smallest spacing, the last axis among equals
     unit = min(float(steps[a]) for a in range(len(steps)) if a != axis)
     offsets, values, listed = rows.row_offsets(steps, axis, _METRIC_IDS[metric], _LISTED_ROWS[len(steps)] * unit)
-    # C-contiguous int64 everywhere: one compiled specialisation
-    query_points, feature_points = (np.ascontiguousarray(points[:, 1:], dtype=np.int64) for points in (query, features))
+    # int64 column views (the image column left out, no copy) and contiguous keys: one compiled specialisation
+    query_points, feature_points = (np.asarray(points, dtype=np.int64)[:, 1:] for points in (query, features))
     query_keys, feature_keys = (np.ascontiguousarray(keys, dtype=np.int64) for keys in (query_keys, feature_keys))
     return rows.nearest_in_rows(query_points, query_keys, feature_points, feature_keys, steps, _METRIC_IDS[metric],
                                 1 if formula == "monai" else 0, axis, offsets, values, listed)

@@ -10,14 +10,17 @@ Two surface definitions, each the one of its reference:
   (voxels outside the image are not c). Each carries its neighbour code, whose surfel area
   (3D) or contour length (2D) comes from :mod:`segfuse.metrics._surface_tables`.
 
-On CPU the batch is cropped to the kept classes' bounding box, padded with a label that is
-no kept class, and flattened; a handful of comparisons of the flat map with its copies
-shifted by one step along each axis find, for every class together, the corners whose
-``2**D`` voxels are not all equal (a corner block is mixed iff one of its edges joins two
-different labels) or the voxels with a differing face neighbour. Codes and labels are then
-computed only at those sparse positions (by numpy, or by one numba loop where numba is
-installed: :mod:`segfuse.metrics._surface_sparse`). A mixed block gives a surfel to each
-kept label it holds, since that label and another meet there.
+On CPU with numba installed, the corners and edge voxels of 2D maps come from one compiled
+pass over the maps (:mod:`segfuse.metrics._surface_scan`: 8-byte words at a time, labels read
+only where the words are not uniform; most of an image is). Otherwise, and for volumes (where
+surfaces are dense in the organs' box), the batch is cropped to the kept classes' bounding
+box, padded with a label that is no kept class, and flattened; a handful of comparisons of
+the flat map with its copies shifted by one step along each axis find, for every class
+together, the corners whose ``2**D`` voxels are not all equal (a corner block is mixed iff
+one of its edges joins two different labels) or the voxels with a differing face neighbour.
+Codes and labels are then computed only at those sparse positions (by numpy, or by one numba
+loop where numba is installed: :mod:`segfuse.metrics._surface_sparse`). A mixed block gives a
+surfel to each kept label it holds, since that label and another meet there.
 
 Convention:
     The label ``num_classes`` (ignored pixels) and the outside of the image belong to no
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from itertools import product
@@ -183,8 +187,11 @@ def _neighbour_codes(block: np.ndarray) -> np.ndarray:
 
 def _extract_numpy(labels: np.ndarray, keep: np.ndarray, first: int, num_classes: int, holds_no_class: bool,
                    corners: bool, use_compiled: bool = True) -> SurfacePoints:
-    """Dense comparisons in numpy, then the sparse positions to sorted points (numba's loop where installed)."""
+    """2D maps by the compiled scan where numba is installed (and ``use_compiled``); otherwise dense comparisons
+    in numpy, then the sparse positions to sorted points (numba's loop where installed)."""
     dims = labels.ndim - 1
+    if dims == 2 and use_compiled and sys.byteorder == "little" and compiled("_surface_scan") is not None:
+        return _corner_scan(labels, keep, num_classes, corners)
     box = kept_box(labels, first, num_classes, holds_no_class)
     if box is None:
         return _empty(dims, corners)
@@ -228,6 +235,42 @@ def _extract_numpy(labels: np.ndarray, keep: np.ndarray, first: int, num_classes
     values = values.astype(np.int64)
     order = _class_order(coords[:, 0], values, num_classes)
     return SurfacePoints(coords[order], values[order], None if codes is None else codes[order])
+
+
+def _corner_scan(labels: np.ndarray, keep: np.ndarray, num_classes: int, corners: bool = True) -> SurfacePoints:
+    """:func:`corner_surfels` (or, not ``corners``, :func:`voxel_edges`) of 2D maps ``(N, H, W)`` by the compiled
+    scan of :mod:`segfuse.metrics._surface_scan`."""
+    fill = 0 if not keep[0] else num_classes  # a label that is no kept class: the outside
+    if labels.size == 0:
+        return _empty(labels.ndim - 1, corners)
+    item = labels.dtype.itemsize
+    per_word = 8 // item
+    width = labels.shape[-1]
+    line_length = -(-width // per_word) * per_word
+    if line_length != width or not labels.flags.c_contiguous or labels.ctypes.data % 8:
+        labels = _word_aligned(labels, line_length, fill)
+    flat = labels.reshape(-1)
+    low = np.uint64((1 << (8 * item)) - 1)
+    splat = np.uint64(sum(1 << (8 * item * t) for t in range(per_word)))
+    shape = np.asarray(labels.shape[:-1] + (width,), dtype=np.int64)
+    kernels = compiled("_surface_scan")
+    arguments = (flat, flat.view(np.uint64), shape, line_length, per_word, low, splat, fill, keep, num_classes + 1)
+    if corners:
+        return SurfacePoints(*kernels.corner_points(*arguments))
+    found, values, _ = kernels.edge_points(*arguments)
+    return SurfacePoints(found, values, None)
+
+
+def _word_aligned(labels: np.ndarray, line_length: int, fill: int) -> np.ndarray:
+    """A copy of ``labels`` on an 8-byte boundary, its last axis padded with ``fill`` to ``line_length``."""
+    shape = labels.shape[:-1] + (line_length,)
+    size = int(np.prod(shape)) * labels.itemsize
+    buffer = np.empty(size + 8, dtype=np.uint8)
+    start = -buffer.ctypes.data % 8
+    out = buffer[start : start + size].view(labels.dtype).reshape(shape)
+    out[..., labels.shape[-1] :] = fill
+    out[..., : labels.shape[-1]] = labels
+    return out
 
 
 def _class_order(images: np.ndarray, values: np.ndarray, num_classes: int) -> np.ndarray:

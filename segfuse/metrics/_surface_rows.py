@@ -7,10 +7,13 @@ the distance to the nearest point, exactly.
 Per key (image and class) the feature points are bucketed by row: all coordinates but one
 axis (the one of smallest spacing), sorted along that axis by a stable counting sort. In a
 row, the nearest point to a query is one of the two either side of it along the axis (a
-binary search). A query visits the rows by growing value of their offset (a sorted list
-up to a radius, then boxes of growing physical radius) and stops at the first row whose
-offset alone exceeds the best value found: every row after it is farther. The previous
-query's answer, when that query is a neighbour, is the first best value.
+binary search). A query visits the rows by growing value of their offset and stops at the
+first row whose offset alone exceeds the best value found: every row after it is farther.
+In 2D the rows are the non-empty ones either side, nearest first (empty rows cost nothing);
+in 3D a sorted list of offsets up to a radius, then boxes of growing physical radius. A row
+whose extent along the axis is, with its offset, farther than the best is passed over
+without a search. The previous query's answer, when that query is a neighbour, is the first
+best value.
 
 Convention:
     Values are the metric of :func:`segfuse.metrics._edt.point_distances` with its
@@ -68,13 +71,20 @@ def _combine(lower, part, metric):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _scan_row(query, i, row, v0, v1, a0, a1, start, position, axis, steps, metric, formula, best, best_slot):
-    """Best value and slot after the row's two points either side of query i along ``axis``."""
+def _scan_row(query, i, row, v0, v1, a0, a1, start, position, axis, steps, metric, formula, best, best_slot, lower):
+    """Best value and slot after the row's two points either side of query i along ``axis``.
+
+    ``lower``: the row offset's value (a lower bound of the row's points' values); with the gap from
+    the query to the row's extent along ``axis`` it passes over rows that cannot hold a nearer point.
+    """
     low_index = start[row]
     high_index = start[row + 1]
     if high_index == low_index:
         return best, best_slot
     target = query[i, axis]
+    outside = max(position[low_index] - target, target - position[high_index - 1])
+    if outside > 0 and _combine(lower, _gap_value(outside, steps[axis], metric), metric) > best * (1.0 + _SLACK):
+        return best, best_slot
     left = low_index
     right = high_index
     while left < right:
@@ -94,6 +104,39 @@ def _scan_row(query, i, row, v0, v1, a0, a1, start, position, axis, steps, metri
             if value < best:
                 best = value
                 best_slot = t
+    return best, best_slot
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _nearest_in_plane(query, i, features, first_feature, out, first_query, row, low0, rows, above, below, start,
+                      position, slot_of, a0, axis, steps, metric, formula):
+    """2D: best value and slot of query i, in row ``row`` of its key's rows (the first at ``low0``).
+
+    The non-empty rows by growing distance (``above`` / ``below``: the nearest non-empty row at or
+    before / at or after each row; the row above first among equals), from the previous query's
+    answer where it is a neighbour, while a row's offset alone does not exceed the best: empty rows
+    cost nothing, which matters for queries far from their class's other surface.
+    """
+    best = np.inf
+    best_slot = -1
+    neighbour = i > first_query and out[i - 1] >= 0
+    if neighbour and abs(query[i, 0] - query[i - 1, 0]) <= 1 and abs(query[i, 1] - query[i - 1, 1]) <= 1:
+        best = _value(query, i, features, out[i - 1], steps, metric, formula)
+        best_slot = slot_of[out[i - 1] - first_feature]
+    up = above[min(row, rows - 1)] if row >= 0 else -1  # rows <= row
+    down = below[row + 1] if 0 <= row + 1 < rows else (below[0] if row + 1 < 0 else rows)  # rows > row
+    while up >= 0 or down < rows:
+        if up >= 0 and (down >= rows or row - up <= down - row):  # the row above first among equals
+            current = up
+            up = above[up - 1] if up > 0 else -1
+        else:
+            current = down
+            down = below[down + 1] if down + 1 < rows else rows
+        lower = _gap_value(abs(current - row), steps[a0], metric)
+        if lower > best * (1.0 + _SLACK):
+            break  # every row left is at least as far
+        best, best_slot = _scan_row(query, i, current, current + low0, current + low0, a0, a0, start, position, axis,
+                                    steps, metric, formula, best, best_slot, lower)
     return best, best_slot
 
 
@@ -166,9 +209,29 @@ def nearest_in_rows(query, query_keys, features, feature_keys, steps, metric, fo
             position[fill[r]] = features[first_feature + j, axis]
             slot_of[j] = fill[r]
             fill[r] += 1
+        if dims == 2:  # the nearest non-empty rows either side of each row
+            above = np.empty(rows, np.int64)
+            below = np.empty(rows, np.int64)
+            nearest = -1
+            for r in range(rows):
+                if start[r + 1] > start[r]:
+                    nearest = r
+                above[r] = nearest
+            nearest = rows
+            for r in range(rows - 1, -1, -1):
+                if start[r + 1] > start[r]:
+                    nearest = r
+                below[r] = nearest
         for i in range(first_query, end_query):
             q0 = query[i, a0]
             q1 = query[i, a1]
+            if dims == 2:
+                best, best_slot = _nearest_in_plane(query, i, features, first_feature, out, first_query, q0 - low[a0],
+                                                    low[a0], rows, above, below, start, position, slot_of, a0, axis,
+                                                    steps, metric, formula)
+                out[i] = order[best_slot]
+                values[i] = best
+                continue
             gap0 = max(low[a0] - q0, q0 - high[a0], 0)
             gap1 = max(low[a1] - q1, q1 - high[a1], 0) if dims == 3 else 0
             step = int(max(gap0 * s0, gap1 * s1) / unit)  # boxes of smaller radius hold no row
@@ -196,7 +259,7 @@ def nearest_in_rows(query, query_keys, features, feature_keys, steps, metric, fo
                     continue
                 row = (v0 - low[a0]) * size1 + (v1 - low[a1] if dims == 3 else 0)
                 best, best_slot = _scan_row(query, i, row, v0, v1, a0, a1, start, position, axis, steps, metric,
-                                            formula, best, best_slot)
+                                            formula, best, best_slot, offset_values[t])
             if best_slot >= 0 and best <= listed * (1.0 - _SLACK):
                 finished = True
             if not finished:
@@ -218,7 +281,7 @@ def nearest_in_rows(query, query_keys, features, feature_keys, steps, metric, fo
                         continue
                     if dims == 2:
                         best, best_slot = _scan_row(query, i, v0 - low[a0], v0, v0, a0, a1, start, position,
-                                                    axis, steps, metric, formula, best, best_slot)
+                                                    axis, steps, metric, formula, best, best_slot, lower0)
                         v0 += 1
                         continue
                     first = max(q1 - reach1, low[a1])
@@ -234,7 +297,7 @@ def nearest_in_rows(query, query_keys, features, feature_keys, steps, metric, fo
                         if lower <= best * (1.0 + _SLACK):
                             best, best_slot = _scan_row(query, i, (v0 - low[a0]) * size1 + v1 - low[a1], v0, v1, a0, a1,
                                                         start, position, axis, steps, metric, formula, best,
-                                                        best_slot)
+                                                        best_slot, lower)
                         v1 += 1
                     v0 += 1
                 previous0 = reach0

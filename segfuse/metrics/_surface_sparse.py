@@ -1,11 +1,13 @@
 """The sparse half of the surface extraction, compiled with numba (an optional accelerator).
 
 :mod:`segfuse.metrics._surface_points` finds, with dense numpy comparisons, the flat
-positions of the padded map where corners are mixed or voxels have a differing neighbour;
-these kernels turn those positions into sorted surface points in one loop: the labels
-around each corner, one point per kept label with its neighbour code, the grid
-coordinates, and a stable counting sort by (image, class). The numpy code beside them
-computes the same arrays (``tests/metrics/test_surface.py`` checks that they are equal).
+positions of the padded map where corners are mixed (3D volumes) or voxels have a
+differing neighbour; these kernels turn those positions into sorted surface points in one
+loop: the labels around each corner, one point per kept label with its neighbour code, the
+grid coordinates, and a stable counting sort by (image, class) (:func:`_sorted_by_key`,
+also used by the corner scan of :mod:`segfuse.metrics._surface_scan`, which serves 2D
+maps). The numpy code beside them computes the same arrays (``tests/metrics/test_surface.py``
+checks that they are equal).
 
 Convention:
     As :mod:`segfuse.metrics._surface_points`: a corner is named by its block's far voxel
@@ -61,9 +63,7 @@ def corner_points(flat, position, shifts, keep, shape, starts, base):
     """
     slots = shifts.shape[0]
     capacity = position.shape[0] * 2 + 16
-    coords = np.empty((capacity, shape.shape[0]), np.int64)
-    labels = np.empty(capacity, np.int64)
-    codes = np.empty(capacity, np.int64)
+    records = np.empty(3 * capacity, np.int64)  # (position, label, code) per point: one array grown in the loop
     block = np.empty(slots, np.int64)
     count = 0
     for i in range(position.shape[0]):
@@ -88,14 +88,32 @@ def corner_points(flat, position, shifts, keep, shape, starts, base):
                 code = (code << 1) | (1 if block[k] == label else 0)
             if count == capacity:  # more than two kept labels at many corners: grow
                 capacity *= 2
-                coords = _grown(coords, capacity)
-                labels = _grown(labels, capacity)
-                codes = _grown(codes, capacity)
-            _coordinates(p, shape, starts, coords, count)
-            labels[count] = label
-            codes[count] = code
+                records = _grown(records, 3 * capacity)
+            records[3 * count] = p
+            records[3 * count + 1] = label
+            records[3 * count + 2] = code
             count += 1
-    return _sorted_by_key(coords, labels, codes, count, base, shape[0] * base)
+    # stable counting sort by image * base + label, the coordinates computed on the way
+    per_image = 1
+    for axis in range(1, shape.shape[0]):
+        per_image *= shape[axis]
+    keys = shape[0] * base
+    start = np.zeros(keys + 1, np.int64)
+    for i in range(count):
+        start[(records[3 * i] // per_image) * base + records[3 * i + 1] + 1] += 1
+    for key in range(keys):
+        start[key + 1] += start[key]
+    coords = np.empty((count, shape.shape[0]), np.int64)
+    labels = np.empty(count, np.int64)
+    codes = np.empty(count, np.int64)
+    for i in range(count):
+        key = (records[3 * i] // per_image) * base + records[3 * i + 1]
+        j = start[key]
+        start[key] += 1
+        _coordinates(records[3 * i], shape, starts, coords, j)
+        labels[j] = records[3 * i + 1]
+        codes[j] = records[3 * i + 2]
+    return coords, labels, codes
 
 
 @njit(cache=True, nogil=True)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from segfuse.metrics._edt import nearest_distances
-from segfuse.metrics._surface_points import SurfacePoints
+from segfuse.metrics._surface_points import SurfacePoints, compiled
 
 
 @dataclass(frozen=True)
@@ -38,10 +38,11 @@ class DistanceConfig:
     backend: str
 
 
-def on_both_sides(function, arguments: list[tuple], device=None) -> list:
-    """``[function(*a) for a in arguments]`` (the two surfaces or directions), in two threads when torch has
-    two or more on a CPU: the numpy passes, the KD-tree and the numba kernels release the GIL."""
-    if len(arguments) < 2 or torch.get_num_threads() < 2 or (device is not None and torch.device(device).type != "cpu"):
+def on_both_sides(function, arguments: list[tuple], device=None, threads: bool = True) -> list:
+    """``[function(*a) for a in arguments]`` (the two surfaces or directions), in two threads when ``threads`` and
+    torch has two or more on a CPU: the numpy passes, the KD-tree and the numba kernels release the GIL."""
+    if (not threads or len(arguments) < 2 or torch.get_num_threads() < 2
+            or (device is not None and torch.device(device).type != "cpu")):
         return [function(*a) for a in arguments]
     with ThreadPoolExecutor(max_workers=2) as pool:
         return list(pool.map(lambda a: function(*a), arguments))
@@ -71,19 +72,31 @@ class SegmentStatistics:
 
 
 def segment_statistics(distances: np.ndarray, weights: np.ndarray | None, keys: np.ndarray,
-                       config: DistanceConfig, weight_ranks: np.ndarray | None = None) -> SegmentStatistics:
+                       config: DistanceConfig, weight_ranks: np.ndarray | None = None,
+                       use_compiled: bool = True) -> SegmentStatistics:
     """Per-key statistics of one direction, every key at once (``keys`` sorted, one run per key, none empty).
 
     ``weight_ranks``: the rank of each weight among the distinct weights (sorts like the weights).
 
     The points of each key are put in the reference's order, by (distance, weight), with one
-    sort of the whole direction; sizes, sums and tolerance counts are reductions over the runs.
+    sort of the whole direction; sizes, sums and tolerance counts are reductions over the runs
+    (numpy's, or for DeepMind's rule the same arithmetic in one compiled pass where numba is
+    installed: :func:`segfuse.metrics._surface_ranks.deepmind_statistics`).
     """
     weights = np.ones(len(distances)) if weights is None else weights
     key_order = _small_integers(keys)  # lexsort sorts small integer keys by radix
     if config.rule == "deepmind":
         order = np.lexsort((_small_integers(np.unique(weights, return_inverse=True)[1]) if weight_ranks is None
                             else weight_ranks, _sortable(distances), key_order))
+        kernels = compiled("_surface_ranks") if use_compiled else None
+        if kernels is not None:  # keys are sorted: the runs are the same before and after the sort
+            starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+            counts = np.diff(np.r_[starts, len(keys)])
+            targets = np.asarray((100.0,) + config.percentiles, dtype=np.float64) / 100.0
+            size, distance_sum, values, within = kernels.deepmind_statistics(
+                np.ascontiguousarray(distances, dtype=np.float64), np.ascontiguousarray(weights, dtype=np.float64),
+                order, starts, counts, targets, np.asarray(config.tolerances, dtype=np.float64))
+            return SegmentStatistics(keys[starts], size, distance_sum, values[:, 0], values[:, 1:], within)
     else:
         order = np.lexsort((_sortable(distances), key_order))
     distances, weights, keys = distances[order], weights[order], keys[order]
@@ -128,13 +141,20 @@ def _small_integers(values: np.ndarray) -> np.ndarray:
     return values.astype(np.uint8 if high < 1 << 8 else np.uint16 if high < 1 << 16 else np.uint32)
 
 
-def _deepmind_ranks(weights: np.ndarray, starts: np.ndarray, counts: np.ndarray, percentiles) -> np.ndarray:
+def _deepmind_ranks(weights: np.ndarray, starts: np.ndarray, counts: np.ndarray, percentiles,
+                    use_compiled: bool = True) -> np.ndarray:
     """``compute_robust_hausdorff``'s index per run and percentile: ``searchsorted(cumsum(w) / sum(w), p / 100)``.
 
     With the reference's own arithmetic (``np.cumsum`` and ``np.sum`` of each run), so the
-    index is the reference's even where a cumulative fraction equals p / 100.
+    index is the reference's even where a cumulative fraction equals p / 100: one compiled
+    loop over the runs where numba is installed (:mod:`segfuse.metrics._surface_ranks`), else
+    numpy per run.
     """
     targets = np.asarray(percentiles, dtype=np.float64) / 100.0
+    kernels = compiled("_surface_ranks") if use_compiled else None
+    if kernels is not None:
+        return kernels.deepmind_ranks(np.ascontiguousarray(weights, dtype=np.float64), starts.astype(np.int64),
+                                      counts.astype(np.int64), targets)
     at = np.empty((len(starts), len(targets)), dtype=np.int64)
     for row, (start, count) in enumerate(zip(starts.tolist(), counts.tolist())):
         run = weights[start : start + count]
@@ -164,8 +184,11 @@ def batch_statistics(
     formula: str,
     config: DistanceConfig,
     device=None,
+    threads: bool = True,
 ) -> dict[str, np.ndarray]:
-    """Statistics arrays ``(N, C, ...)`` of a batch of images (one spacing) from its two surfaces."""
+    """Statistics arrays ``(N, C, ...)`` of a batch of images (one spacing) from its two surfaces.
+
+    ``threads``: the two directions in two threads where torch has two (:func:`on_both_sides`)."""
     stats = empty_statistics(num_classes, len(config.percentiles), len(config.tolerances), images)
     base = num_classes + 1
     sides = [_side(points, weights_table, base) for points in (gt, pred)]
@@ -177,13 +200,14 @@ def batch_statistics(
     wanted = np.zeros(base, dtype=bool)
     wanted[classes] = True
     directions = [d for d in (0, 1) if len(sides[d][0])]
-    found = on_both_sides(nearest_distances, [
-        (sides[d][0], sides[d][1], sides[1 - d][0], sides[1 - d][1], config.metric, spacing, config.backend, device,
-         formula) for d in directions
-    ], device)
-    for direction, distances in zip(directions, found):
-        coords, keys, weights = sides[direction]
-        part = segment_statistics(distances, weights, keys, config, weight_ranks[direction])
+
+    def direction_statistics(d: int) -> SegmentStatistics:
+        distances = nearest_distances(sides[d][0], sides[d][1], sides[1 - d][0], sides[1 - d][1], config.metric,
+                                      spacing, config.backend, device, formula)
+        return segment_statistics(distances, sides[d][2], sides[d][1], config, weight_ranks[d])
+
+    parts = on_both_sides(direction_statistics, [(d,) for d in directions], device, threads)
+    for direction, part in zip(directions, parts):
         image, c = np.divmod(part.keys, base)
         rows = wanted[c]
         image, c = image[rows], c[rows]

@@ -29,6 +29,7 @@ Convention:
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -209,18 +210,36 @@ def surface_statistics(
                 extract, table = corner_surfels, deepmind_surfel_areas(group_spacing)
             else:
                 extract, table = voxel_edges, None
-            rows = slice(group[0], group[-1] + 1) if group == list(range(group[0], group[-1] + 1)) else group
-            gt, predicted = on_both_sides(extract, [(maps[rows], keep, first, num_classes, holds_no_class)
-                                                    for maps in (target, pred)], target.device)
-            part = batch_statistics(gt, predicted, classes, num_classes, len(group), group_spacing, table, rule,
-                                    config, target.device)
-            for name in _STAT_FIELDS:
-                stats[name][group] = part[name]
+
+            def chunk_statistics(chunk: list[int], threads: bool, extract=extract, table=table,
+                                 group_spacing=group_spacing) -> dict[str, np.ndarray]:
+                rows = slice(chunk[0], chunk[-1] + 1) if chunk == list(range(chunk[0], chunk[-1] + 1)) else chunk
+                gt, predicted = on_both_sides(extract, [(maps[rows], keep, first, num_classes, holds_no_class)
+                                                        for maps in (target, pred)], target.device, threads)
+                return batch_statistics(gt, predicted, classes, num_classes, len(chunk), group_spacing, table, rule,
+                                        config, target.device, threads)
+
+            for chunk, part in _over_images(chunk_statistics, group, target.device, backend):
+                for name in _STAT_FIELDS:
+                    stats[name][chunk] = part[name]
     stacked = {name: torch.from_numpy(stats[name]) for name in _STAT_FIELDS}
     evaluated = torch.zeros(num_classes, dtype=torch.bool)
     evaluated[torch.from_numpy(classes)] = True
     return SurfaceStatistics(**stacked, evaluated=evaluated, percentiles=config.percentiles,
                              tolerances=config.tolerances, definition=definition)
+
+
+def _over_images(function, images: list[int], device, backend: str) -> list[tuple[list[int], dict]]:
+    """``function(chunk, threads)`` over chunks of the images: with torch's threads (two or more, on a CPU, not the
+    KD-tree, which has its own workers) a few chunks per thread in a pool, each chunk in one thread (no imbalance
+    between its two surfaces or directions); else one chunk, its surfaces and directions in two threads."""
+    workers = torch.get_num_threads()
+    if workers < 2 or len(images) < 2 or torch.device(device).type != "cpu" or backend == "kdtree":
+        return [(images, function(images, True))]
+    count = min(len(images), 4 * workers)
+    chunks = [list(chunk) for chunk in np.array_split(np.asarray(images), count)]
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(zip(chunks, pool.map(lambda chunk: function(chunk, False), chunks)))
 
 
 def _spacing_groups(spacings: list[tuple[float, ...]], voxels: int) -> list[tuple[list[int], tuple[float, ...]]]:

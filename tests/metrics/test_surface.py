@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import importlib.util
 import math
 import pickle
+from itertools import product
 
 import numpy as np
 import pytest
@@ -28,6 +30,7 @@ import segfuse.metrics._edt as edt
 from segfuse.metrics._edt import exact_distance_transform, nearest_by_class, nearest_distances, point_distances
 from segfuse.metrics._surface_inputs import keep_lookup
 from segfuse.metrics._surface_points import (
+    _corner_scan,
     _extract_numpy,
     corner_surfels,
     corner_surfels_torch,
@@ -245,6 +248,65 @@ def test_numpy_extraction_equals_the_torch_extraction(dims, dtype):
                         np.testing.assert_array_equal(ours.codes, reference.codes)
 
 
+@pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed")
+@pytest.mark.parametrize("dims", [2, 3])
+def test_compiled_extraction_equals_the_numpy_extraction(dims):
+    # corners and edge voxels; 2D: the word-at-a-time scan, widths that fill whole 8-byte words (no copy) and
+    # that do not (a padded copy), every label width, non-contiguous maps, objects touching the border, empty
+    # maps, ignored pixels
+    from tests.parity._surface_cases import structured_pair
+
+    rng = np.random.default_rng(dims)
+    widths = (7, 8, 16, 17, 24) if dims == 2 else (3, 8, 9)
+    for trial, (width, dtype) in enumerate(product(widths, (np.uint8, np.int16, np.int32, np.int64))):
+        gt, pred = structured_pair(rng, dims)
+        start = (gt.shape[-1] - width) // 2  # a slab through the middle of the objects
+        gt = np.stack([gt, pred, np.zeros_like(gt)])[..., start : start + width].astype(dtype)
+        if trial % 3 == 1:
+            gt[1][rng.random(gt[1].shape) < 0.1] = 4  # ignored pixels: label num_classes
+        maps = gt[:, ::-1] if trial % 4 == 2 else gt
+        holds_no_class = bool((maps == 4).any())
+        for include_background, corners in product((False, True), (True, False)):
+            keep = keep_lookup(4, include_background, "cpu").numpy()
+            first = 0 if include_background else 1
+            reference = _extract_numpy(np.ascontiguousarray(maps), keep, first, 4, holds_no_class, corners,
+                                       use_compiled=False)
+            assert len(reference.labels) > 0
+            compiled = [_extract_numpy(maps, keep, first, 4, holds_no_class, corners, use_compiled=True)]
+            if dims == 2:  # the word scan itself (volumes take the sparse kernels)
+                compiled.append(_corner_scan(maps, keep, 4, corners))
+            for ours in compiled:
+                np.testing.assert_array_equal(ours.coords, reference.coords)
+                np.testing.assert_array_equal(ours.labels, reference.labels)
+                assert (ours.codes is None) == (not corners)
+                if corners:
+                    np.testing.assert_array_equal(ours.codes, reference.codes)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed")
+@pytest.mark.parametrize("definition", ["deepmind", "monai"])
+@pytest.mark.parametrize("dims", [2, 3])
+def test_statistics_are_the_same_with_and_without_the_compiled_kernels(dims, definition, monkeypatch):
+    # the extraction and percentile kernels against numpy (the search is the same): anisotropic spacing,
+    # structured maps, classes empty on one side or both
+    from segfuse.metrics import _surface_points, _surface_stats
+    from tests.parity._surface_cases import SPACINGS, pairs
+
+    cases = list(pairs(dims, dims))
+    target = torch.from_numpy(np.stack([gt for _, gt, _ in cases[1:]]))
+    pred = torch.from_numpy(np.stack([p for _, _, p in cases[1:]]))
+    spacing = SPACINGS[dims][-1]
+    kwargs = {"spacing": spacing, "percentiles": (95.0, 50.0, 100.0), "tolerances": (0.0, 1.0, 2.5),
+              "definition": definition}
+    compiled = surface_statistics(pred, target, 4, **kwargs)
+    assert bool((compiled.surface == 0).any()) and bool((compiled.surface > 0).any())
+    for module in (_surface_points, _surface_stats):
+        monkeypatch.setattr(module, "compiled", lambda name: None)
+    plain = surface_statistics(pred, target, 4, **kwargs)
+    for name in ("surface", "distance_sum", "hausdorff", "percentile", "within"):
+        assert torch.equal(getattr(compiled, name).nan_to_num(-1), getattr(plain, name).nan_to_num(-1)), name
+
+
 @pytest.mark.parametrize("extract", [corner_surfels, voxel_edges])
 def test_labels_past_num_classes_are_an_error_without_validation(extract):
     labels = torch.zeros(1, 4, 4, dtype=torch.uint8)
@@ -308,6 +370,61 @@ def test_one_kdtree_with_keys_as_a_coordinate_equals_the_definition(monkeypatch)
                                      formula="monai")
             np.testing.assert_array_equal(ours, expected)
         monkeypatch.undo()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed")
+def test_compiled_deepmind_ranks_equal_numpys_cumsum_and_sum():
+    # runs of surfel weights (DeepMind's 2D and 3D tables, anisotropic) of every length regime of NumPy's
+    # pairwise sum (< 8, <= 128, split in two) and targets on exact cumulative fractions
+    from segfuse.metrics import _surface_ranks
+    from segfuse.metrics._surface_stats import _deepmind_ranks
+    from segfuse.metrics._surface_tables import deepmind_surfel_areas
+
+    rng = np.random.default_rng(0)
+    tables = [deepmind_surfel_areas((0.7, 1.9)), deepmind_surfel_areas((0.85, 1.2, 0.9))]
+    lengths = [1, 2, 7, 8, 9, 16, 127, 128, 129, 136, 255, 300, 1031, 5000]
+    for table in tables:
+        choices = table[table > 0]
+        weights = np.concatenate([rng.choice(choices, n) * rng.choice([1.0, 1e6], n, p=[0.95, 0.05]) for n in lengths])
+        counts = np.array(lengths)
+        starts = np.r_[0, np.cumsum(counts)[:-1]]
+        for start, count in zip(starts, counts):
+            run = weights[start : start + count]
+            assert _surface_ranks.numpy_sum(weights, start, count) == np.sum(run)
+        exact = [100.0 * float(np.cumsum(weights[s : s + n])[n // 2] / np.sum(weights[s : s + n]))
+                 for s, n in zip(starts, counts)]
+        for percentiles in [(100.0, 95.0, 50.0, 0.0, 99.9)] + [(p,) for p in exact]:
+            ours = _deepmind_ranks(weights, starts, counts, percentiles, use_compiled=True)
+            numpy = _deepmind_ranks(weights, starts, counts, percentiles, use_compiled=False)
+            np.testing.assert_array_equal(ours, numpy)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("numba") is None, reason="numba is not installed")
+def test_compiled_segment_statistics_equal_numpys_to_the_bit():
+    # DeepMind's rule: runs of table weights, lattice distances with many ties, a run of infinite distances
+    # (no target surface), percentiles 0 to 100 and tolerances on lattice distances
+    from segfuse.metrics import _surface_ranks
+    from segfuse.metrics._surface_stats import DistanceConfig, segment_statistics
+    from segfuse.metrics._surface_tables import deepmind_surfel_areas
+
+    rng = np.random.default_rng(1)
+    values = rng.random(300) * rng.choice([1.0, 1e7], 300)
+    for start, count in ((0, 1), (3, 9), (10, 130), (20, 280)):
+        expected = np.add.reduceat(values[start : start + count], [0])[0]
+        assert _surface_ranks.reduceat_sum(values, start, count) == expected
+    config = DistanceConfig("euclidean", "deepmind", (95.0, 50.0, 0.0, 100.0), (0.0, 1.0, 2.5), "search")
+    for trial in range(20):
+        table = deepmind_surfel_areas((0.7, 1.9) if trial % 2 else (0.85, 1.2, 0.9))
+        counts = rng.integers(1, 400, int(rng.integers(1, 12)))
+        keys = np.repeat(np.sort(rng.choice(1000, len(counts), replace=False)), counts)
+        weights = rng.choice(table[table > 0], len(keys))
+        distances = np.sqrt(rng.integers(0, 60, len(keys)) * 0.49 + rng.integers(0, 5, len(keys)) * 3.61)
+        if trial % 4 == 0:
+            distances[keys == keys[0]] = np.inf
+        ours = segment_statistics(distances, weights, keys, config, use_compiled=True)
+        numpy = segment_statistics(distances, weights, keys, config, use_compiled=False)
+        for name in ("keys", "size", "distance_sum", "hausdorff", "percentile", "within"):
+            np.testing.assert_array_equal(getattr(ours, name), getattr(numpy, name))
 
 
 @pytest.mark.parametrize(
@@ -387,17 +504,21 @@ def test_streaming_equals_the_functional_api_and_counts_empty_cases():
 
 
 @pytest.mark.parametrize("definition", ["deepmind", "monai"])
-def test_two_threads_give_the_same_statistics(definition):
-    # with two torch threads the two surfaces and the two directions run in two threads
-    pred, target = random_maps(11, (9, 10, 8), batch=2)
+@pytest.mark.parametrize("batch", [1, 11])
+def test_two_threads_give_the_same_statistics(definition, batch):
+    # with two torch threads: one image's two surfaces and two directions in two threads; a batch's chunks of
+    # images in a pool (here two spacings: the chunks of each group, images not contiguous)
+    pred, target = random_maps(11, (9, 10, 8), batch=batch)
+    spacing = [(1.0, 0.7, 2.5) if i % 3 else (0.9, 1.0, 1.2) for i in range(batch)]
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = surface_statistics(pred, target, 4, spacing=(1.0, 0.7, 2.5), definition=definition)
+        one = surface_statistics(pred, target, 4, spacing=spacing, definition=definition)
         torch.set_num_threads(2)
-        two = surface_statistics(pred, target, 4, spacing=(1.0, 0.7, 2.5), definition=definition)
+        two = surface_statistics(pred, target, 4, spacing=spacing, definition=definition)
     finally:
         torch.set_num_threads(before)
+    assert bool((one.surface > 0).any())
     for name in ("surface", "distance_sum", "hausdorff", "percentile", "within"):
         assert torch.equal(getattr(one, name).nan_to_num(-1), getattr(two, name).nan_to_num(-1))
 
