@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from segfuse.coco._ragged import run_bounds
+
 try:
     from pycocotools import _mask as _c
 except ImportError:  # pragma: no cover - exercised where pycocotools is absent
@@ -89,7 +91,7 @@ def pair_ious(dt_rles: list, gt_rles: list, gt_crowd: np.ndarray, d: np.ndarray,
         return _few_pair_ious(dt_rles, gt_rles, gt_crowd, d, g, image, out, advance)
     by_dt = np.lexsort((d, image))
     by_gt = np.lexsort((g, image))
-    pair_bounds = _run_bounds(image[by_dt])
+    pair_bounds = run_bounds(image[by_dt])
     dts, row, dt_bounds = _members(d[by_dt], image[by_dt], pair_bounds)
     gts, col, gt_bounds = _members(g[by_gt], image[by_gt], pair_bounds)
     flat = np.empty(len(d), dtype=np.int64)
@@ -121,12 +123,6 @@ def _few_pair_ious(dt_rles, gt_rles, gt_crowd, d, g, image, out, advance) -> np.
             out[p] = matrix[row[a], col[b]]
         advance(len(pairs))
     return out
-
-
-def _run_bounds(sorted_values: np.ndarray) -> np.ndarray:
-    """Start of each run of equal values, then the length."""
-    change = np.flatnonzero(sorted_values[1:] != sorted_values[:-1]) + 1
-    return np.concatenate(([0], change, [len(sorted_values)]))
 
 
 def _members(member: np.ndarray, image: np.ndarray, pair_bounds: np.ndarray):

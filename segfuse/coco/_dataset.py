@@ -329,7 +329,7 @@ def ground_truth_table(anns: list, catalog: Catalog, params: EvalParams) -> Inst
     """Every ground-truth annotation as arrays (no geometry yet), against the full catalog."""
     _require_each(anns, ("id", "image_id", "category_id", "area"), "ground-truth annotation #{}")
     ids = int_ids([a["id"] for a in anns], lambda i: f"ground-truth annotation #{i}", "id")
-    _unique(ids, "ground-truth annotation ids")
+    _sorted_unique(ids, "ground-truth annotation ids")
     name = lambda i: f"ground-truth annotation id={anns[i]['id']}"  # noqa: E731
     image, category = _indices(anns, catalog, name, "ground truth")
     area = _numbers([a["area"] for a in anns], name, "area")
@@ -586,10 +586,6 @@ def _require_all(anns, key: str, name) -> None:
     values = _values(anns, key, None)
     if None in values:
         raise ValueError(f"{name(values.index(None))} lacks required field '{key}'")
-
-
-def _unique(ids: np.ndarray, what: str) -> None:
-    _sorted_unique(ids, what)
 
 
 def _sorted_unique(ids: np.ndarray, what: str) -> np.ndarray:

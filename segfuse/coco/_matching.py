@@ -22,7 +22,7 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from segfuse.coco._overlap import Pairs
-from segfuse.coco._ragged import offsets_from_lengths, run_starts
+from segfuse.coco._ragged import offsets_from_lengths, run_bounds, run_starts
 
 
 class Candidates(NamedTuple):
@@ -96,6 +96,4 @@ def _candidates(pairs: Pairs, dt_rank: np.ndarray, thresholds: np.ndarray) -> Ca
     block = np.arange(len(first)).repeat(lengths)
     flat = np.arange(len(block)) + (first - offsets_from_lengths(lengths)[:-1]).repeat(lengths)
     rank = dt_rank[d[flat]]
-    rank_starts, _ = run_starts(rank)
-    rank_bounds = np.concatenate((rank_starts, [len(rank)]))
-    return Candidates(d[flat], g[flat], block % max(n_thr, 1), block, rank_bounds)
+    return Candidates(d[flat], g[flat], block % max(n_thr, 1), block, run_bounds(rank))

@@ -52,12 +52,7 @@ def segment_sums(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 def segmented_cumsum(values: np.ndarray, segment: np.ndarray) -> np.ndarray:
     """Inclusive cumulative sum that restarts where ``segment`` (sorted ids) changes."""
-    if len(values) == 0:
-        return values.copy()
-    total = np.cumsum(values)
-    first = np.flatnonzero(np.r_[True, segment[1:] != segment[:-1]])
-    base = (total - values)[first]
-    return total - np.repeat(base, np.diff(np.r_[first, len(values)]))
+    return restart_cumsum(values, *run_starts(segment))
 
 
 def chunk_bounds(weights: np.ndarray, size: int) -> np.ndarray:
@@ -81,6 +76,11 @@ def run_starts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ends[:-1] = first[1:]
     ends[-1] = len(values)
     return first, ends - first
+
+
+def run_bounds(values: np.ndarray) -> np.ndarray:
+    """Start of each run of equal consecutive values, then ``len(values)``."""
+    return np.concatenate((run_starts(values)[0], [len(values)]))
 
 
 def restart_cumsum(values: np.ndarray, first: np.ndarray, length: np.ndarray) -> np.ndarray:
