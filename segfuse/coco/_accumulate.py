@@ -89,7 +89,7 @@ class Curves:
         sums = np.bincount(owner, weights=t["q"] * reads, minlength=len(sizes))
         sums = sums.reshape(n_unique, n_areas, n_thr, n_cat)[self._source]  # (M, A, T, K)
         sums *= self.present.T[None, :, None, :]
-        return sums.transpose(2, 1, 0, 3)
+        return np.ascontiguousarray(sums.transpose(2, 1, 0, 3))  # the compiled path's layout: the same sums' bits
 
     def _cell_groups(self) -> np.ndarray:
         """(B, S) group id (u * B + row) * K + k of output cell (row, u * K + k)."""
@@ -123,6 +123,34 @@ class Curves:
         if n_unique != len(self._source):
             out = out[:, :, np.asarray(self._source)]
         return out.transpose(1, 4, 3, 0, 2)
+
+
+class CompiledCurves:
+    """``Curves``' interface over the compiled accumulation (``segfuse.coco._compiled.accumulate``).
+
+    recall and the precision sums come from one pass; pycocotools' (T, R, K, A, M) precision
+    and scores arrays from a second pass with ``dense=True``, on first use.
+    """
+
+    def __init__(self, kernel, arguments: tuple, present: np.ndarray):
+        self._kernel, self._arguments, self.present = kernel, arguments, present
+        _, self.recall, _, self._sums = kernel(*arguments, False)
+        self._dense = None
+
+    def precision(self) -> np.ndarray:
+        return self._dense_arrays()[0]
+
+    def scores(self) -> np.ndarray:
+        return self._dense_arrays()[1]
+
+    def precision_sums(self) -> np.ndarray:
+        return self._sums
+
+    def _dense_arrays(self) -> tuple:
+        if self._dense is None:
+            precision, _, scores, _ = self._kernel(*self._arguments, True)
+            self._dense = precision, scores
+        return self._dense
 
 
 def accumulate(matched: np.ndarray, gt_ignore: np.ndarray, gt_ids: np.ndarray, dt_outside: np.ndarray,
@@ -161,7 +189,8 @@ def accumulate(matched: np.ndarray, gt_ignore: np.ndarray, gt_ids: np.ndarray, d
     if n_unique != len(max_dets):
         recall = recall[:, :, source]
     need = _needs(positives, recall_thresholds)  # (A, K, R)
-    return Curves(tables, need, present, source, (n_areas, n_thr, n_unique, n_cat, n_rec), recall.transpose(1, 3, 0, 2))
+    recall = np.ascontiguousarray(recall.transpose(1, 3, 0, 2))  # C order, as the compiled path's
+    return Curves(tables, need, present, source, (n_areas, n_thr, n_unique, n_cat, n_rec), recall)
 
 
 def _capped_lists(rank_in_order, max_dets):

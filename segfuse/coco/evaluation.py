@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from segfuse.coco import _pipeline, _progress
-from segfuse.coco._accumulate import accumulate
+from segfuse.coco._accumulate import CompiledCurves, accumulate
 from segfuse.coco._analysis import Analysis, analyse
 from segfuse.coco._dataset import (
     Catalog,
@@ -192,6 +192,7 @@ def finish(catalog: Catalog, matched: Matched, params: EvalParams, results: tupl
         stats = lvis_stats(curves, params, catalog.frequency)
     else:
         stats = coco_stats(curves, params)
+    _pipeline.evaluated()
     return CocoEvaluation(stats, curves.recall, params, catalog, matched, len(results[0]), results, _curves=curves)
 
 
@@ -206,6 +207,11 @@ def _accumulate_matches(catalog: Catalog, matched: Matched, params: EvalParams):
     n_areas = len(gt_ignore)
     n_positive = np.bincount(gt_category[counted] * n_areas + area, minlength=n_cats * n_areas).reshape(n_cats, n_areas)
     dt_outside = area_outside(dt.area, params) | matched.not_exhaustive[None, :]
+    compiled = _pipeline.kernels()
+    if compiled is not None:
+        arguments = (matched.matched, gt_ignore, gt.ids, dt_outside, category, order, matched.rank, dt.scores,
+                     n_positive, np.asarray(params.max_dets, dtype=np.int64), recall_thresholds())
+        return CompiledCurves(compiled.accumulate, arguments, n_positive > 0)
     return accumulate(matched.matched, gt_ignore, gt.ids, dt_outside, category, order, matched.rank, dt.scores,
                       n_positive, params.max_dets, recall_thresholds())
 

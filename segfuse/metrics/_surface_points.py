@@ -32,15 +32,14 @@ Convention:
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import sys
 from dataclasses import dataclass
-from functools import lru_cache
 from itertools import product
 
 import numpy as np
 import torch
+
+from segfuse import _accelerate
 
 
 @dataclass(frozen=True)
@@ -86,15 +85,9 @@ def corner_surfels(labels: torch.Tensor, keep: torch.Tensor, first: int, num_cla
 # ----------------------------------------------------------------------------------------------- numpy (CPU)
 
 
-@lru_cache(maxsize=None)
 def compiled(name: str):
     """The numba-compiled module ``segfuse.metrics.<name>``, or None where numba is missing or does not load."""
-    if importlib.util.find_spec("numba") is None:
-        return None
-    try:
-        return importlib.import_module(f"segfuse.metrics.{name}")
-    except Exception:  # e.g. a numba built for another numpy: the numpy code answers
-        return None
+    return _accelerate.compiled(f"segfuse.metrics.{name}")
 
 
 def kept_box(labels: np.ndarray, first: int, num_classes: int, holds_no_class: bool) -> tuple[slice, ...] | None:

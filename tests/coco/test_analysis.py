@@ -9,6 +9,8 @@ import pytest
 from segfuse.coco import evaluate
 from tests.coco.helpers import coco100, fce_eval, make_dataset, without_crowd
 
+pytestmark = pytest.mark.usefixtures("coco_path")  # every case on the compiled and the numpy path
+
 ALL_ONLY = {"all": (0, 1e10)}
 
 

@@ -11,6 +11,8 @@ from segfuse.coco import _counts, _runs, evaluate, evaluate_masks, mask_to_bound
 from segfuse.coco._boundary import boundary_dilation, boundary_runs
 from tests.coco.helpers import FCE_DT, FCE_GT, coco100, coco_mask, fce_eval, make_dataset
 
+pytestmark = pytest.mark.usefixtures("coco_path")  # every case on the compiled and the numpy path
+
 cv2 = pytest.importorskip("cv2")
 
 

@@ -11,6 +11,8 @@ from segfuse.coco import evaluate, evaluate_masks
 from segfuse.coco._summary import STAT_KEYS
 from tests.coco.helpers import COCO100_DT, COCO100_GT, coco_mask, make_dataset, needs_coco100, reference_eval
 
+pytestmark = pytest.mark.usefixtures("coco_path")  # every case on the compiled and the numpy path
+
 
 def assert_same(result, reference, thresholds=None):
     stats = np.array([result.stats[k] for k in STAT_KEYS])

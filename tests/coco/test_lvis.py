@@ -10,6 +10,8 @@ import pytest
 from segfuse.coco import evaluate
 from tests.coco.helpers import coco100, coco_mask, fce_eval, lvis_eval, make_lvis_dataset, without_crowd
 
+pytestmark = pytest.mark.usefixtures("coco_path")  # every case on the compiled and the numpy path
+
 LVIS_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "APr", "APc", "APf")
 
 
