@@ -43,8 +43,47 @@ def headline_key(params: EvalParams) -> str:
 
 def coco_stats(curves, params: EvalParams) -> dict[str, float]:
     """The 12 standard keys, "AP@{largest cap}", then "AP{t}" for every IoU threshold, as floats."""
+    plan = _memo(params, "coco_plan", _coco_plan)
+    if plan is not None:
+        return plan.stats(curves)
     means = _Means(curves, params)
     return {key: means.get(*query) for key, query in _memo(params, "coco_queries", _coco_queries)}
+
+
+class _Plan:
+    """Every COCO stat as one weighted sum over the (T, A, M) sums of precision and of recall.
+
+    Stat q = sum of its (threshold, area, cap) entries / (its number of thresholds x the
+    values per category (R for AP, 1 for AR) x the categories with ground truth in its area).
+    For parameters where every stat names exactly one area range and one cap.
+    """
+
+    def __init__(self, keys: list, weights: np.ndarray, area: np.ndarray, factor: np.ndarray):
+        self.keys, self.weights, self.area, self.factor = keys, weights, area, factor
+
+    def stats(self, curves) -> dict[str, float]:
+        ap = curves.precision_sums().sum(axis=3)  # (T, A, M); absent categories add 0
+        ar = np.maximum(curves.recall, 0.0).sum(axis=1)  # (T, A, M); absent categories (-1) add 0
+        totals = (self.weights * np.concatenate((ar.reshape(-1), ap.reshape(-1)))).sum(axis=1)
+        count = self.factor * curves.present.sum(axis=0)[self.area]
+        values = np.divide(totals, count, out=np.full(len(totals), -1.0), where=count > 0)
+        return dict(zip(self.keys, values.tolist()))
+
+
+def _coco_plan(params: EvalParams) -> _Plan | None:
+    rows, areas, caps = params.positions
+    queries = _coco_queries(params)
+    n_thr, n_areas, n_caps = len(params.iou_thresholds), len(params.area_labels), len(params.max_dets)
+    weights = np.zeros((len(queries), 2, n_thr, n_areas, n_caps))
+    area, factor = np.zeros(len(queries), np.int64), np.zeros(len(queries), np.int64)
+    for q, (_, (ap, thr, label, cap)) in enumerate(queries):
+        aind, mind = areas.get(label, ()), caps.get(cap, ())
+        if len(aind) != 1 or len(mind) != 1:
+            return None  # a missing or repeated label / cap: _Means' literal path
+        chosen = list(range(n_thr)) if thr is None else rows.get(thr, [])
+        weights[q, ap, chosen, aind[0], mind[0]] = 1.0
+        area[q], factor[q] = aind[0], len(chosen) * (len(recall_thresholds()) if ap else 1)
+    return _Plan([key for key, _ in queries], weights.reshape(len(queries), -1), area, factor)
 
 
 def _coco_queries(params: EvalParams) -> list[tuple[str, tuple]]:
