@@ -126,34 +126,46 @@ def accumulate(matched, gt_ignore, gt_ids, dt_outside, category, order, dt_rank,
                     for i in range(n - 1, 0, -1):
                         if pr[i] > pr[i - 1]:
                             pr[i - 1] = pr[i]
-                    sums[t, a, m, k] = _read_recall_thresholds(rc, pr, tps, n, recall_thresholds, scores, listed,
-                                                               dense, precision[t, :, k, a, m] if dense else pr[:0],
-                                                               score_at[t, :, k, a, m] if dense else pr[:0])
+                    sums[t, a, m, k] = _precision_sum(pr, tps, n, npig, recall_thresholds)
+                    if dense:
+                        _read_recall_thresholds(rc, pr, n, recall_thresholds, scores, listed,
+                                                precision[t, :, k, a, m], score_at[t, :, k, a, m])
     return precision, recall, score_at, sums
 
 
 @njit(cache=True, nogil=True)
-def _read_recall_thresholds(rc, pr, tps, n, recall_thresholds, scores, listed, dense, precision,
+def _read_recall_thresholds(rc, pr, n, recall_thresholds, scores, listed, precision,
                             score_at):  # pragma: no cover (compiled)
-    """Precision (and score) at each recall threshold: at the first of the ``n`` listed detections whose
-    recall reaches it (pycocotools' left ``searchsorted``), 0 past the last; returns their sum.
-
-    The sum runs as the numpy path's (``_accumulate.Curves.precision_sums``) does, so both give
-    the same bits: one term per distinct TP count read (count 0 for the thresholds <= 0),
-    its precision times the number of thresholds reading it, in ascending order.
-    """
-    i, total = 0, 0.0
-    key, reads, value = -1, 0, 0.0
+    """Precision and score at each recall threshold: at the first of the ``n`` listed detections whose
+    recall reaches it (pycocotools' left ``searchsorted``), 0 past the last."""
+    i = 0
     for r in range(len(recall_thresholds)):
         while i < n and rc[i] < recall_thresholds[r]:
             i += 1
-        if i < n:
-            read = tps[i] if recall_thresholds[r] > 0 else 0
-            if read != key:
-                total += value * reads
-                key, reads, value = read, 0, pr[i]
-            reads += 1
-        if dense:
-            precision[r] = pr[i] if i < n else 0.0
-            score_at[r] = scores[listed[i]] if i < n else 0.0
-    return total + value * reads
+        precision[r] = pr[i] if i < n else 0.0
+        score_at[r] = scores[listed[i]] if i < n else 0.0
+
+
+@njit(cache=True, nogil=True)
+def _precision_sum(pr, tps, n, npig, recall_thresholds):  # pragma: no cover (compiled)
+    """The sum of the precision read at every recall threshold, without visiting each threshold.
+
+    Threshold r reads the precision where the TP count first reaches its need c (the least
+    c with c / npig >= r; c = 0 reads the first detection), and nothing past the last TP.
+    The thresholds needing at most c are those <= c / npig: a binary search per TP count.
+    The sum runs as the numpy path's (``_accumulate.Curves.precision_sums``) does, so both
+    give the same bits: one term per TP count c in ascending order, the precision there
+    times the number of thresholds needing exactly c.
+    """
+    n_rec = len(recall_thresholds)
+    below = np.searchsorted(recall_thresholds, 0.0, side="right")  # the thresholds needing c = 0
+    total = pr[0] * below if n > 0 and below > 0 else 0.0
+    for i in range(n):
+        if below == n_rec:
+            break
+        if tps[i] > (tps[i - 1] if i > 0 else 0):  # the tps[i]-th TP
+            reached = below + np.searchsorted(recall_thresholds[below:], float(tps[i]) / npig, side="right")
+            if reached > below:
+                total += pr[i] * (reached - below)
+                below = reached
+    return total
