@@ -287,13 +287,12 @@ def _sizes(images, order) -> tuple[np.ndarray, np.ndarray]:
         except (TypeError, ValueError):
             sizes.append(np.full(len(order), np.nan))
     values = np.array(sizes).reshape(2, len(order))
-    with np.errstate(invalid="ignore"):
-        ints = values.astype(np.int64)
-    bad = (ints != values) | (values < 0)  # NaN and inf differ from any integer
+    bad = ~((values >= 0) & (values < 2.0**53) & (values == values.round()))  # NaN fails every comparison
     if bad.any():
         which, at = np.argwhere(bad)[0]
         i, key = int(order[at]), ("height", "width")[which]
         raise ValueError(f"image id={images[i]['id']}: {key} must be an integer >= 0, got {images[i].get(key)!r}")
+    ints = values.astype(np.int64)
     return ints[0], ints[1]
 
 

@@ -64,9 +64,10 @@ class _Plan:
     def stats(self, curves) -> dict[str, float]:
         ap = curves.precision_sums().sum(axis=3)  # (T, A, M); absent categories add 0
         ar = np.maximum(curves.recall, 0.0).sum(axis=1)  # (T, A, M); absent categories (-1) add 0
-        totals = (self.weights * np.concatenate((ar.reshape(-1), ap.reshape(-1)))).sum(axis=1)
+        totals = self.weights @ np.concatenate((ar.reshape(-1), ap.reshape(-1)))
         count = self.factor * curves.present.sum(axis=0)[self.area]
-        values = np.divide(totals, count, out=np.full(len(totals), -1.0), where=count > 0)
+        values = totals / np.maximum(count, 1)
+        values[count == 0] = -1.0
         return dict(zip(self.keys, values.tolist()))
 
 
