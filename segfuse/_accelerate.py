@@ -14,10 +14,13 @@ from functools import lru_cache
 
 @lru_cache(maxsize=None)
 def compiled(module: str):
-    """The numba-compiled module ``module`` (a dotted name), or None where numba is missing or does not load."""
+    """The numba-compiled module ``module`` (a dotted name), or None where numba is missing, does not load
+    or compiles nothing (``NUMBA_DISABLE_JIT=1`` would run the kernels as slow Python)."""
     if importlib.util.find_spec("numba") is None:
         return None
     try:
-        return importlib.import_module(module)
+        kernels = importlib.import_module(module)
+        from numba import config
     except Exception:  # e.g. a numba built for another numpy: the numpy code answers
         return None
+    return None if config.DISABLE_JIT else kernels

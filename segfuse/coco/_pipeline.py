@@ -57,10 +57,11 @@ def kernels():
     """``segfuse.coco._compiled`` (numba), or None for the numpy matching and accumulation (the same numbers).
 
     Convention: a process's first evaluation runs on numpy unless numba is already loaded;
-    the later ones load the compiled kernels (once: numba's import and its cached machine
-    code, about 0.5 s), which make a small evaluation two to three times cheaper. A one-shot
-    ``segfuse coco`` keeps its 0.2 s start; repeated evaluations (validation every epoch)
-    get the compiled path. None where numba is not installed.
+    the later ones load the compiled kernels (once per process: numba's import and its
+    cached machine code, about 0.5 s; the first run after installing compiles them into
+    numba's cache, about 4 s), which make a small evaluation two to three times cheaper. A
+    one-shot ``segfuse coco`` keeps its 0.2 s start; repeated evaluations (validation every
+    epoch) get the compiled path. None where numba is not installed or its JIT is disabled.
     """
     if not _EVALUATED and "numba" not in sys.modules:
         return None

@@ -19,7 +19,7 @@ from segfuse import _accelerate
 from segfuse.coco import _pipeline, evaluate
 from tests.coco.helpers import make_dataset, make_lvis_dataset
 
-pytest.importorskip("numba")
+numba = pytest.importorskip("numba")
 
 CASES = [
     dict(seed=0),
@@ -95,6 +95,9 @@ def test_loader_falls_back_to_none(monkeypatch):
         _accelerate.compiled.cache_clear()
         assert _accelerate.compiled("segfuse.coco._no_such_kernels") is None  # a module that does not load
         assert _accelerate.compiled("segfuse.coco._compiled") is not None
+        _accelerate.compiled.cache_clear()
+        monkeypatch.setattr(numba.config, "DISABLE_JIT", True)
+        assert _accelerate.compiled("segfuse.coco._compiled") is None  # interpreted kernels: the numpy path is faster
     finally:
         _accelerate.compiled.cache_clear()
 
