@@ -8,9 +8,6 @@ references do not expose (the matches, the precision sums), and the loader's fal
 from __future__ import annotations
 
 import importlib.util
-import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -101,19 +98,3 @@ def test_loader_falls_back_to_none(monkeypatch):
     finally:
         _accelerate.compiled.cache_clear()
 
-
-def test_convention_the_first_evaluation_of_a_process_runs_on_numpy_and_later_ones_compiled(tmp_path):
-    gt, dt = make_dataset(0, n_images=3)
-    (tmp_path / "gt.json").write_text(json.dumps(gt))
-    (tmp_path / "dt.json").write_text(json.dumps(dt))
-    code = (
-        "import sys\n"
-        "from segfuse.coco import _accumulate, evaluate\n"
-        f"first = evaluate({str(tmp_path / 'gt.json')!r}, {str(tmp_path / 'dt.json')!r}, 'bbox')\n"
-        "print(type(first._curves).__name__, 'numba' in sys.modules)\n"
-        f"second = evaluate({str(tmp_path / 'gt.json')!r}, {str(tmp_path / 'dt.json')!r}, 'bbox')\n"
-        "print(type(second._curves).__name__, 'numba' in sys.modules, first.stats == second.stats)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[:2] == ["Curves False", "CompiledCurves True True"]

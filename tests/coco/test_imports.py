@@ -1,10 +1,13 @@
-"""The COCO path never imports torch: ``import segfuse.coco`` and the ``coco`` subcommand, in fresh processes."""
+"""Process-level behaviour of the COCO path, in fresh processes: no torch import (``import segfuse.coco``, the
+``coco`` subcommand), and which evaluation loads the compiled kernels."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+
+import pytest
 
 from tests.coco.helpers import make_dataset
 
@@ -19,10 +22,14 @@ def test_import_segfuse_coco_does_not_import_torch():
     assert done.stdout.strip() == "False"
 
 
-def test_coco_subcommand_does_not_import_torch(tmp_path):
-    gt, dt = make_dataset(0, n_images=4)
+def write_dataset(tmp_path, n_images: int) -> None:
+    gt, dt = make_dataset(0, n_images=n_images)
     (tmp_path / "gt.json").write_text(json.dumps(gt))
     (tmp_path / "dt.json").write_text(json.dumps(dt))
+
+
+def test_coco_subcommand_does_not_import_torch(tmp_path):
+    write_dataset(tmp_path, 4)
     code = (
         "import argparse, sys\n"
         "from segfuse.cli import coco\n"
@@ -36,3 +43,20 @@ def test_coco_subcommand_does_not_import_torch(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "TORCH False 0" in done.stderr
     assert (tmp_path / "out" / "pr_curves.png").is_file()
+
+
+def test_convention_the_first_evaluation_of_a_process_runs_on_numpy_and_later_ones_compiled(tmp_path):
+    pytest.importorskip("numba")
+    write_dataset(tmp_path, 3)
+    call = f"evaluate({str(tmp_path / 'gt.json')!r}, {str(tmp_path / 'dt.json')!r}, 'bbox')"
+    code = (
+        "import sys\n"
+        "from segfuse.coco import evaluate\n"
+        f"first = {call}\n"
+        "print(type(first._curves).__name__, 'numba' in sys.modules)\n"
+        f"second = {call}\n"
+        "print(type(second._curves).__name__, 'numba' in sys.modules, first.stats == second.stats)\n"
+    )
+    done = run_python(code)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["Curves False", "CompiledCurves True True"]  # the same stats, to the bit
