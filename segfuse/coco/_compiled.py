@@ -9,7 +9,7 @@ counts made float, ``tp / npig``, ``tp / (fp + tp + eps)``, the right-to-left ma
 left binary search of the recall thresholds). ``tests/coco`` runs every pycocotools /
 lvis equality case on both paths and checks the two give identical arrays.
 
-Loaded by :func:`segfuse.coco._pipeline.compiled`, only where numba imports.
+Loaded by :func:`segfuse.coco._pipeline.kernels`, only where numba imports (see its convention).
 """
 
 from __future__ import annotations
