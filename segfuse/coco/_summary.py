@@ -55,7 +55,7 @@ class _Plan:
 
     Stat q = sum of its (threshold, area, cap) entries / (its number of thresholds x the
     values per category (R for AP, 1 for AR) x the categories with ground truth in its area).
-    For parameters where every stat names exactly one area range and one cap.
+    For parameters where no area label or cap is repeated (a stat naming a missing one is -1).
     """
 
     def __init__(self, keys: list, weights: np.ndarray, area: np.ndarray, factor: np.ndarray):
@@ -79,8 +79,10 @@ def _coco_plan(params: EvalParams) -> _Plan | None:
     area, factor = np.zeros(len(queries), np.int64), np.zeros(len(queries), np.int64)
     for q, (_, (ap, thr, label, cap)) in enumerate(queries):
         aind, mind = areas.get(label, ()), caps.get(cap, ())
-        if len(aind) != 1 or len(mind) != 1:
-            return None  # a missing or repeated label / cap: _Means' literal path
+        if len(aind) > 1 or len(mind) > 1:
+            return None  # a repeated label / cap: _Means' literal path
+        if not aind or not mind:
+            continue  # no such area range or cap: count 0, the stat is -1
         chosen = list(range(n_thr)) if thr is None else rows.get(thr, [])
         weights[q, ap, chosen, aind[0], mind[0]] = 1.0
         area[q], factor[q] = aind[0], len(chosen) * (len(recall_thresholds()) if ap else 1)
