@@ -51,19 +51,23 @@ class Matched:
 
 
 _EVALUATED = []  # one entry once this process has finished an evaluation
+FIRST_CALL_WORK = 16_000_000  # detections x area ranges x IoU thresholds that repay the kernels' load at once
 
 
-def kernels():
+def kernels(work: int = 0):
     """``segfuse.coco._compiled`` (numba), or None for the numpy matching and accumulation (the same numbers).
 
-    Convention: a process's first evaluation runs on numpy unless numba is already loaded;
-    the later ones load the compiled kernels (once per process: numba's import and its
-    cached machine code, about 0.5 s; the first run after installing compiles them into
-    numba's cache, about 4 s), which make a small evaluation two to three times cheaper. A
-    one-shot ``segfuse coco`` keeps its 0.2 s start; repeated evaluations (validation every
-    epoch) get the compiled path. None where numba is not installed or its JIT is disabled.
+    Convention: a process's first evaluation runs on numpy unless numba is already loaded or
+    its ``work`` (kept detections x area ranges x IoU thresholds) reaches ``FIRST_CALL_WORK``
+    (400k detections at the defaults); the later ones load the compiled kernels. They load
+    once per process (numba's import and its cached machine code, about 0.55 s; the first run
+    after installing compiles them into numba's cache, about 4 s) and make a small
+    evaluation two to three times cheaper, a set of 500k detections 0.8-1.1 s cheaper. So a
+    one-shot ``segfuse coco`` keeps its 0.2 s start on small sets, a large one gains at once,
+    and repeated evaluations (validation every epoch) get the compiled path. None where numba
+    is not installed or its JIT is disabled.
     """
-    if not _EVALUATED and "numba" not in sys.modules:
+    if not _EVALUATED and "numba" not in sys.modules and work < FIRST_CALL_WORK:
         return None
     return _accelerate.compiled("segfuse.coco._compiled")
 
@@ -112,7 +116,7 @@ def match_instances(catalog: Catalog, gt: Instances, dt: Instances, params: Eval
 def _match(pairs: Pairs, rank: np.ndarray, gt_ignore: np.ndarray, gt_crowd: np.ndarray, thresholds: np.ndarray,
            show: bool) -> np.ndarray:
     """``greedy_match``, compiled where numba imports (the same matches)."""
-    compiled = kernels()
+    compiled = kernels(len(rank) * gt_ignore.shape[0] * len(thresholds))
     if compiled is not None:
         return compiled.greedy_match(pairs.dt, pairs.gt, pairs.iou, len(rank), gt_ignore, gt_crowd,
                                      thresholds.astype(np.float64, copy=False))

@@ -45,13 +45,14 @@ def test_coco_subcommand_does_not_import_torch(tmp_path):
     assert (tmp_path / "out" / "pr_curves.png").is_file()
 
 
-def test_convention_the_first_evaluation_of_a_process_runs_on_numpy_and_later_ones_compiled(tmp_path):
+def test_convention_a_small_first_evaluation_runs_on_numpy_and_later_ones_compiled(tmp_path):
     pytest.importorskip("numba")
     write_dataset(tmp_path, 3)
     call = f"evaluate({str(tmp_path / 'gt.json')!r}, {str(tmp_path / 'dt.json')!r}, 'bbox')"
     code = (
         "import sys\n"
-        "from segfuse.coco import evaluate\n"
+        "from segfuse.coco import _pipeline, evaluate\n"
+        "print(_pipeline.kernels(_pipeline.FIRST_CALL_WORK - 1) is None, 'numba' in sys.modules)\n"
         f"first = {call}\n"
         "print(type(first._curves).__name__, 'numba' in sys.modules)\n"
         f"second = {call}\n"
@@ -59,4 +60,9 @@ def test_convention_the_first_evaluation_of_a_process_runs_on_numpy_and_later_on
     )
     done = run_python(code)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[:2] == ["Curves False", "CompiledCurves True True"]  # the same stats, to the bit
+    lines = done.stdout.split("\n")
+    assert lines[:3] == ["True False", "Curves False", "CompiledCurves True True"]  # the same stats, to the bit
+    # a first evaluation large enough to repay the load takes the kernels at once
+    done = run_python("from segfuse.coco import _pipeline; print(_pipeline.kernels(_pipeline.FIRST_CALL_WORK) is None)")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
