@@ -15,5 +15,5 @@ def coco_path(request, monkeypatch):
     kernels = _accelerate.compiled("segfuse.coco._compiled") if request.param == "numba" else None
     if request.param == "numba" and kernels is None:
         pytest.skip("numba is not installed: the compiled COCO path is off")
-    monkeypatch.setattr(_pipeline, "kernels", lambda: kernels)
+    monkeypatch.setattr(_pipeline, "kernels", lambda work=0: kernels)
     return request.param

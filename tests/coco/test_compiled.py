@@ -34,7 +34,7 @@ def both_paths(monkeypatch, *args, **kwargs):
     out = []
     for kernels in (_accelerate.compiled("segfuse.coco._compiled"), None):
         with monkeypatch.context() as patch:
-            patch.setattr(_pipeline, "kernels", lambda kernels=kernels: kernels)
+            patch.setattr(_pipeline, "kernels", lambda work=0, kernels=kernels: kernels)
             out.append(evaluate(*args, **kwargs))
     return out
 
