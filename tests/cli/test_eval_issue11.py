@@ -95,6 +95,12 @@ def test_tables_never_cut_names_or_numbers_when_piped(tmp_path, capsys):
     assert "F2" in out.splitlines()[1]  # beta != 1: the F-beta column is shown
 
 
+def _as_from_a_terminal() -> None:
+    """The child starts with Ctrl-C's default action, as from a terminal, even where the test run itself was
+    started in the background with SIGINT ignored (an ignored signal is inherited, and Python then keeps it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_in_the_main_process_prints_one_line_and_exits_130(tmp_path, capsys, monkeypatch):
     gt_dir, pred_dir, _, _ = make_folders(tmp_path)
 
@@ -123,7 +129,7 @@ print("started", flush=True)
 sys.exit(main(["eval", "--gt", {str(gt_dir)!r}, "--pred", {str(pred_dir)!r}, "--workers", "2", "--out", {str(tmp_path / "r")!r}]))
 """
     process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=_as_from_a_terminal)
     assert process.stdout.readline().strip() == "started"
     time.sleep(1.5)  # the workers are reading
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: the whole process group

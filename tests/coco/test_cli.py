@@ -154,13 +154,19 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+def _as_from_a_terminal() -> None:
+    """The child starts with Ctrl-C's default action, as from a terminal, even where the test run itself was
+    started in the background with SIGINT ignored (an ignored signal is inherited, and Python then keeps it)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_prints_one_line_and_exits_130(files, tmp_path):
     """Regression (issue 11): Ctrl-C printed tracebacks from the main process and every worker."""
     folder, _, _ = files
     started = tmp_path / "started"
     child = subprocess.Popen([sys.executable, "-c", INTERRUPTED_CHILD, *coco_args(folder, "--workers", "2"),
                               str(started)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
+                             start_new_session=True, preexec_fn=_as_from_a_terminal)
     deadline = time.monotonic() + 240
     while not started.exists() and child.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
