@@ -11,8 +11,9 @@ and ``max_dets[2]``, see ``_summary``), ``precision`` (T, R, K, A, M), ``recall`
 equals the ``lvis`` package 0.5.3's ``LVISEval`` (its precision (T, R, K, A) is ours with
 M = 1). Loading rules are in ``_dataset``, the per-image stage in ``_pipeline``, matching
 in ``_matching``, accumulation in ``_accumulate``, the analysis in ``_analysis``; from a
-process's second evaluation on, matching and accumulation run compiled where numba is
-installed (``_compiled``, chosen by ``_pipeline.kernels``), with the same numbers to the bit.
+process's second evaluation on (or for a large first one), matching and accumulation run
+compiled where numba is installed (``_compiled``, chosen by ``_pipeline.kernels``), with the
+same numbers to the bit.
 """
 
 from __future__ import annotations
