@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from segfuse.metrics._surface_sparse import _grown
+from segfuse.metrics._surface_sparse import _grown, _stable_slots
 
 _FIELDS = 5  # a point's record: image, row, column, label, code
 
@@ -111,19 +111,16 @@ def _sorted_records(records, count, base, keys):
     """``(coords (m, 3), labels, codes)`` of the first ``count`` records, stably sorted by ``image * base + label``.
 
     One flat array of records while scanning (several arrays grown in the loop cost twice the scan)."""
-    start = np.zeros(keys + 1, np.int64)
+    key = np.empty(count, np.int64)
     for p in range(count):
-        start[records[_FIELDS * p] * base + records[_FIELDS * p + 3] + 1] += 1
-    for key in range(keys):
-        start[key + 1] += start[key]
+        key[p] = records[_FIELDS * p] * base + records[_FIELDS * p + 3]
+    slots = _stable_slots(key, keys)
     coords = np.empty((count, 3), np.int64)
     labels = np.empty(count, np.int64)
     codes = np.empty(count, np.int64)
     for p in range(count):
         at = _FIELDS * p
-        key = records[at] * base + records[at + 3]
-        j = start[key]
-        start[key] += 1
+        j = slots[p]
         coords[j, 0] = records[at]
         coords[j, 1] = records[at + 1]
         coords[j, 2] = records[at + 2]

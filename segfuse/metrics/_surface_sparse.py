@@ -4,7 +4,7 @@
 positions of the padded map where corners are mixed (3D volumes) or voxels have a
 differing neighbour; these kernels turn those positions into sorted surface points in one
 loop: the labels around each corner, one point per kept label with its neighbour code, the
-grid coordinates, and a stable counting sort by (image, class) (:func:`_sorted_by_key`,
+grid coordinates, and a stable counting sort by (image, class) (:func:`_stable_slots`,
 also used by the corner scan of :mod:`segfuse.metrics._surface_scan`, which serves 2D
 maps). The numpy code beside them computes the same arrays (``tests/metrics/test_surface.py``
 checks that they are equal).
@@ -33,20 +33,32 @@ def _coordinates(position, shape, starts, out, row):
 
 
 @njit(cache=True, nogil=True)
+def _stable_slots(keys, n_keys):
+    """Where a stable counting sort by ``keys`` (values in ``[0, n_keys)``) puts each item."""
+    start = np.zeros(n_keys + 1, np.int64)
+    for i in range(keys.shape[0]):
+        start[keys[i] + 1] += 1
+    for k in range(n_keys):
+        start[k + 1] += start[k]
+    slots = np.empty(keys.shape[0], np.int64)
+    for i in range(keys.shape[0]):
+        slots[i] = start[keys[i]]
+        start[keys[i]] += 1
+    return slots
+
+
+@njit(cache=True, nogil=True)
 def _sorted_by_key(coords, labels, codes, count, base, keys):
     """Stable counting sort of the first ``count`` points by ``image * base + label``."""
-    start = np.zeros(keys + 1, np.int64)
+    key = np.empty(count, np.int64)
     for i in range(count):
-        start[coords[i, 0] * base + labels[i] + 1] += 1
-    for k in range(keys):
-        start[k + 1] += start[k]
+        key[i] = coords[i, 0] * base + labels[i]
+    slots = _stable_slots(key, keys)
     out_coords = np.empty((count, coords.shape[1]), np.int64)
     out_labels = np.empty(count, np.int64)
     out_codes = np.empty(count, np.int64)
     for i in range(count):
-        k = coords[i, 0] * base + labels[i]
-        j = start[k]
-        start[k] += 1
+        j = slots[i]
         out_coords[j] = coords[i]
         out_labels[j] = labels[i]
         out_codes[j] = codes[i]
@@ -97,19 +109,15 @@ def corner_points(flat, position, shifts, keep, shape, starts, base):
     per_image = 1
     for axis in range(1, shape.shape[0]):
         per_image *= shape[axis]
-    keys = shape[0] * base
-    start = np.zeros(keys + 1, np.int64)
+    key = np.empty(count, np.int64)
     for i in range(count):
-        start[(records[3 * i] // per_image) * base + records[3 * i + 1] + 1] += 1
-    for key in range(keys):
-        start[key + 1] += start[key]
+        key[i] = (records[3 * i] // per_image) * base + records[3 * i + 1]
+    slots = _stable_slots(key, shape[0] * base)
     coords = np.empty((count, shape.shape[0]), np.int64)
     labels = np.empty(count, np.int64)
     codes = np.empty(count, np.int64)
     for i in range(count):
-        key = (records[3 * i] // per_image) * base + records[3 * i + 1]
-        j = start[key]
-        start[key] += 1
+        j = slots[i]
         _coordinates(records[3 * i], shape, starts, coords, j)
         labels[j] = records[3 * i + 1]
         codes[j] = records[3 * i + 2]
