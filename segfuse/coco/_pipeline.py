@@ -61,8 +61,9 @@ def kernels(work: int = 0):
     its ``work`` (kept detections x area ranges x IoU thresholds) reaches ``FIRST_CALL_WORK``
     (400k detections at the defaults); the later ones load the compiled kernels. They load
     once per process (numba's import and its cached machine code, about 0.55 s; the first run
-    after installing compiles them into numba's cache, about 4 s) and make a small
-    evaluation two to three times cheaper, a set of 500k detections 0.8-1.1 s cheaper. So a
+    after installing compiles them into numba's cache, about 4 s) and make a 9-object
+    evaluation 1.6x (segm) to 2.2x (bbox) cheaper, a set of 500k detections 0.8-1.1 s
+    cheaper (benchmarks/RESULTS.md section 3). So a
     one-shot ``segfuse coco`` keeps its 0.2 s start on small sets, a large one gains at once,
     and repeated evaluations (validation every epoch) get the compiled path. None where numba
     is not installed or its JIT is disabled.
